@@ -1,0 +1,1 @@
+"""The edges: market-data sources, order gateways and the exchange simulator. Imports ``core``."""

@@ -1,0 +1,1 @@
+"""Benchmarks and the tick-to-trade harness; each writes DIR/<benchmark>.json."""
