@@ -33,7 +33,9 @@ class ManualClock:
 
     __slots__ = ("_now", "_wall_offset")
 
-    def __init__(self, start_ns: int = 1_000_000_000, wall_offset_ns: int = 1_700_000_000_000_000_000):
+    def __init__(
+        self, start_ns: int = 1_000_000_000, wall_offset_ns: int = 1_700_000_000_000_000_000
+    ):
         self._now = int(start_ns)
         self._wall_offset = int(wall_offset_ns)
 

@@ -48,7 +48,9 @@ EV_SNAPSHOT         root of 52/53/38/69: security_id, rpt_seq, aux =
                     num_orders = number of entries that follow
 EV_SNAPSHOT_ENTRY   one entry of a snapshot: as EV_BOOK (or EV_ORDER for 53,
                     then order_id is set), action = MD_NEW
-EV_DEFINITION       security_id, aux = row in the instrument table
+EV_DEFINITION       security_id, aux = byte offset of the message (its MsgSize field)
+                    in the packet, size = MsgSize: definitions are not hot; the
+                    Python InstrumentTable decodes them with the generic codec
 EV_OTHER            any other message (admin, quote request, ...) decoded and
                     skipped; template_id tells which
 ==================  =============================================================
@@ -273,3 +275,16 @@ INSTRUMENT = np.dtype(
 
 PRICE9_EXPONENT = -9
 LEGACY_PRICE_EXPONENT = -7
+
+
+# ==========================================================================
+# section: trading (orders, execution reports, positions) -- owned by the trading core
+# ==========================================================================
+
+# ==========================================================================
+# section: books and features -- owned by core/book and core/features
+# ==========================================================================
+
+# ==========================================================================
+# section: feed / sequencing -- owned by core/sequencing
+# ==========================================================================

@@ -1,1 +1,1 @@
-"""The process: CLI, config, hot loop, control plane, process tuning. Imports ``adapters`` and ``core``."""
+"""The process: CLI, config, hot loop, control plane, tuning. Imports adapters and core."""

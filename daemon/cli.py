@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 # name -> module under daemon.commands; a module not yet written is simply not offered.
 COMMANDS: tuple[str, ...] = (
@@ -27,7 +28,7 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
-def _load(name: str):  # type: ignore[no-untyped-def]
+def _load(name: str) -> Any:
     try:
         return importlib.import_module(f"daemon.commands.{name}")
     except ModuleNotFoundError as exc:
@@ -49,7 +50,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         mod = _load(name)
         if mod is None:
             continue
-        p = sub.add_parser(name, help=getattr(mod, "HELP", None), description=getattr(mod, "HELP", None))
+        doc = getattr(mod, "HELP", None)
+        p = sub.add_parser(name, help=doc, description=doc)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

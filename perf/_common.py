@@ -59,8 +59,11 @@ def figure(
 
 
 def write_result(
-    benchmark: str, figures: Sequence[dict[str, Any]], out_dir: str | os.PathLike[str] | None = None,
-    started: str | None = None, **extra: Any,
+    benchmark: str,
+    figures: Sequence[dict[str, Any]],
+    out_dir: str | os.PathLike[str] | None = None,
+    started: str | None = None,
+    **extra: Any,
 ) -> Path:
     """Write ``DIR/<benchmark>.json`` in the project's benchmark format and return its path."""
     out = Path(out_dir) if out_dir is not None else DEFAULT_OUT
@@ -93,11 +96,23 @@ def percentiles_us(samples_ns: np.ndarray) -> dict[str, float]:
     """p50/p90/p99/p99.9/max in microseconds of an array of nanosecond samples."""
     s = np.asarray(samples_ns, dtype=np.float64)
     if s.size == 0:
-        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"),
-                "p999": float("nan"), "max": float("nan"), "count": 0}
+        return {
+            "p50": float("nan"),
+            "p90": float("nan"),
+            "p99": float("nan"),
+            "p999": float("nan"),
+            "max": float("nan"),
+            "count": 0,
+        }
     q = np.percentile(s, [50, 90, 99, 99.9]) / 1e3
-    return {"p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2]), "p999": float(q[3]),
-            "max": float(s.max() / 1e3), "count": int(s.size)}
+    return {
+        "p50": float(q[0]),
+        "p90": float(q[1]),
+        "p99": float(q[2]),
+        "p999": float(q[3]),
+        "max": float(s.max() / 1e3),
+        "count": int(s.size),
+    }
 
 
 def best_rate(fn: Any, n_items: int, repeats: int = 5) -> float:
