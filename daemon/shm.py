@@ -14,6 +14,7 @@ the record and counts it (``lost``) instead of blocking: the hot loop never wait
 
 from __future__ import annotations
 
+import _posixshmem
 import contextlib
 import secrets
 from collections.abc import Sequence
@@ -74,8 +75,9 @@ class SharedBlock:
             # a view is still alive somewhere; the mapping goes with the process
             return
         if self.owner:
+            # not SharedMemory.unlink(): it would unregister from the tracker a second time
             with contextlib.suppress(FileNotFoundError):
-                self._shm.unlink()
+                _posixshmem.shm_unlink(self._shm._name)  # type: ignore[attr-defined]
 
 
 def ring_layout(
