@@ -266,3 +266,47 @@ def load_config(path: str | Path) -> Config:
 def replace_risk(cfg: Config, new: Config) -> Config:
     """The config after a SIGHUP reload: only risk limits change; anything else is ignored."""
     return msgspec.structs.replace(cfg, risk=new.risk)
+
+
+# The demo's configuration, built in so an installed nanoarb runs `nanoarb demo`
+# without the repository. configs/demo.toml shows the same values (a test keeps
+# the two equal).
+DEMO_TOML = """
+mode = "demo"
+
+[process]
+cpu_affinity = []
+gc_freeze = true
+
+[market_data]
+source = "udp"
+interface = "127.0.0.1"
+
+[gateway]
+kind = "ilink3"
+host = "127.0.0.1"
+session_id = "DEM"
+firm_id = "001"
+
+[strategy]
+quote_size = 1
+layers = 1
+requote_ticks = 1
+
+[risk]
+max_order_qty = 5
+max_position = 10
+collar_ticks = 20
+start_active = true
+
+[metrics]
+enabled = false
+
+[journal]
+path = ""
+fsync = false
+"""
+
+
+def demo_config() -> Config:
+    return parse_config(DEMO_TOML, "<built-in demo config>")
