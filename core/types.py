@@ -71,6 +71,8 @@ EV_OTHER            any other message (admin 15/16, quote request 39, 62, every
                     for EV_DEFINITION; template_id tells which
 ==================  =============================================================
 
+uint64 wire values in the int64 ``aux`` (MDOrderPriority) keep their bits.
+
 Every row also carries msg_seq (MsgSeqNum of its packet), template_id, msg_index
 (0-based index of the message in its packet), match_event (MatchEventIndicator
 of its message, 0 if the template has none), transact_time (TransactTime of its
