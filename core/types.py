@@ -414,7 +414,7 @@ MATCH_EXEC = np.dtype(
         ("price", np.int64),  # the order's limit price
         ("last_px", np.int64),  # fills: the match price (the resting order's price)
         ("last_qty", np.int64),
-        ("order_qty", np.int64),  # cum_qty + leaves_qty (rejects: the qty asked for)
+        ("order_qty", np.int64),  # OrderQty: cum + leaves while working (rejects: qty sent)
         ("leaves_qty", np.int64),
         ("cum_qty", np.int64),
         ("instrument", np.int32),
