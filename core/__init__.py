@@ -30,5 +30,11 @@ def _default_numba_cache_dir() -> str:
     return str(Path(base) / "nanoarb" / "numba" / h.hexdigest()[:16])
 
 
-if "NUMBA_CACHE_DIR" not in os.environ and "numba" not in sys.modules:
+if "NUMBA_CACHE_DIR" not in os.environ:
     os.environ["NUMBA_CACHE_DIR"] = _default_numba_cache_dir()
+    if "numba" in sys.modules:
+        # numba read its config before us (pytest's filterwarnings imports it first):
+        # kernels are decorated after this point, so setting the config still counts.
+        from numba.core import config as _numba_config
+
+        _numba_config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]  # type: ignore[attr-defined]
