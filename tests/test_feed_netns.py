@@ -33,7 +33,7 @@ SPEC = {
     "lost_both": [60, 61, 150, 300],
     "pace_us": 150,
     "definition_loops": 3,
-    "tail_s": 1.5,
+    "tail_s": 5.0,
     "timeout_s": 60.0,
     "timestamps": True,
 }

@@ -176,7 +176,11 @@ def run_handler(spec: dict[str, Any]) -> dict[str, Any]:
         def done() -> bool:
             nonlocal joined_snapshot
             joined_snapshot |= inc.joined(0, 1)
-            return seq.next_seq(0) > last and seq.pending(0) == 0
+            # also wait until no instrument still needs its snapshot: on a loaded
+            # machine the queued incrementals can all be read before the first
+            # snapshot arrives, and the publisher keeps the loop going in its tail
+            return (seq.next_seq(0) > last and seq.pending(0) == 0
+                    and not seq.wants_snapshot(0))
 
         handler.run(until=done, max_ns=int(spec["timeout_s"] * 1e9))
         elapsed = time.monotonic() - start
