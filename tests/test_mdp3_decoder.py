@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from adapters.capture import read_capture
 from core.sbe.codec import (
@@ -28,7 +29,7 @@ from core.sbe.codec import (
     encode_mdp_packet,
     iter_packet_messages,
 )
-from core.sbe.mdp3 import Mdp3Decoder, build_plan, default_plan, plan_row
+from core.sbe.mdp3 import Mdp3Decoder, _decode_packet, build_plan, default_plan, plan_row
 from core.sbe.schema import Schema, bundled_schema, select_schema
 from core.types import (
     DROP_BAD_VALUE,
@@ -680,3 +681,23 @@ def test_plan_is_read_only_and_rebuilds_identically(tmp_path: Path) -> None:
     assert np.array_equal(plan, build_plan())
     with pytest.raises(ValueError):
         Mdp3Decoder(plan=np.zeros(4, dtype=np.int64))
+
+
+@njit(cache=True)
+def _fused_sum(buf: Any, n: int, plan: Any, events: Any, drops: Any, header: Any) -> Any:
+    """What the book does: decode inside its own kernel, then use the rows."""
+    k = _decode_packet(buf, n, plan, events, 0, drops, header)
+    total = 0
+    for i in range(k):
+        total += events[i].size + events[i].security_id
+    return k, total
+
+
+def test_kernel_is_callable_from_another_kernel() -> None:
+    packet = _capture("mdp3_v9_udp_MDIncrementalRefreshTradeSummary48.pcap")
+    buf = np.frombuffer(packet, dtype=np.uint8).copy()
+    dec = Mdp3Decoder()
+    k, total = _fused_sum(buf, len(packet), dec.plan, dec.events, dec.drops, dec._header)
+    want = Mdp3Decoder().decode(packet)
+    assert k == len(want)
+    assert total == int(want["size"].astype(np.int64).sum() + want["security_id"].sum())

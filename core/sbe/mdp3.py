@@ -27,16 +27,24 @@ and allocates):
     Owns the preallocated events/drops/header arrays: ``decode(buf, n)`` for
     one packet, ``decode_many(packets)`` for a stream in one call.
 
+The kernel reads each group entry one of two ways, both driven by the plan: a
+*fast path* for groups whose fields all have their usual wire type (MDEntryPx
+int64, MDEntrySize int32, SecurityID int32, RptSeq uint32, chars/enums uint8 -
+46/32, 47/43, 48/42, 37, 49, 51: the build decides, per group, and records it),
+with typed, branch-free reads; and a *generic path* (a switch on the wire type)
+for the rest (LongQty 64-69, snapshots, limits, status...). Both give the same
+rows: the tests run every case through both (``build_plan(fast_paths=False)``).
+
 Plan layout (all int64)
 -----------------------
 ``plan[:16]`` header (format, bases, sizes); ``plan[ROUTE_BASE:]`` the route,
 indexed ``(schema_id * n_versions + min(version, n_versions - 1)) * 256 +
 template_id`` -> row number, ROUTE_UNKNOWN_TEMPLATE or ROUTE_BAD_SCHEMA;
-``plan[ROWS_BASE + row * ROW_WIDTH:]`` the rows. A row holds the template
-header (kinds, price exponent, root bytes required), two group descriptors
-(dimension size, numInGroup offset/width, bytes required per entry) and three
-sections (root, first group, second group), each with one 4-int spec per
-event field: ``[offset, code, raw null, value if null/absent]``.
+``plan[ROWS_BASE + row * ROW_WIDTH:]`` the rows (one per distinct resolved
+layout, ~160). A row holds the template header (kinds, price exponent, root
+bytes required, root mask), two group descriptors (dimension size, numInGroup
+offset/width, bytes required per entry, fast flag) and three sections (root,
+first group, second group), each with one spec of SPEC ints per event field.
 """
 
 from __future__ import annotations
@@ -50,7 +58,14 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from core.sbe.schema import FieldLayout, GroupLayout, MessageLayout, Schema, bundled_schemas
+from core.sbe.schema import (
+    FieldLayout,
+    GroupLayout,
+    MessageLayout,
+    Schema,
+    bundled_index,
+    bundled_schema,
+)
 from core.types import (
     DROP_BAD_SCHEMA,
     DROP_BAD_VALUE,
@@ -523,6 +538,15 @@ def _build_row(schema: Schema, msg: MessageLayout, version: int,
     return tuple(row)
 
 
+@functools.cache
+def _since_versions(msg: MessageLayout) -> tuple[int, ...]:
+    found = {f.since_version for f in msg.fields}
+    for g in msg.groups:
+        found.add(g.since_version)
+        found.update(f.since_version for f in g.fields)
+    return tuple(sorted(found))
+
+
 def build_plan(schemas: Iterable[Schema] | None = None, *, fast_paths: bool = True) -> np.ndarray:
     """The decoder plan (flat int64 array) for ``schemas`` (default: the bundled MDP ones).
 
@@ -531,8 +555,9 @@ def build_plan(schemas: Iterable[Schema] | None = None, *, fast_paths: bool = Tr
     >= the header version, else the newest below. ``fast_paths=False`` sends every
     group through the generic reader (the tests compare both).
     """
-    if schemas is None:
-        schemas = [s for s in bundled_schemas() if s.id in MDP_SCHEMA_IDS]
+    if schemas is None:  # parse only the MDP schemas (not iLink's)
+        schemas = [bundled_schema(sid, ver) for sid, ver, _, _ in bundled_index()
+                   if sid in MDP_SCHEMA_IDS]
     schemas = list(schemas)
     if not schemas:
         raise ValueError("build_plan needs at least one schema")
@@ -544,10 +569,11 @@ def build_plan(schemas: Iterable[Schema] | None = None, *, fast_paths: bool = Tr
     by_id: dict[int, list[Schema]] = {}
     for s in schemas:
         by_id.setdefault(s.id, []).append(s)
+    built: dict[tuple[int, int, int, tuple[bool, ...]], int] = {}
     for sid, group in by_id.items():
-        for v in range(n_versions):
-            for tid in range(N_TEMPLATE_IDS):
-                having = [s for s in group if tid in s.messages]
+        for tid in range(N_TEMPLATE_IDS):
+            having = [s for s in group if tid in s.messages]
+            for v in range(n_versions):
                 cell = (sid * n_versions + v) * N_TEMPLATE_IDS + tid
                 if not having:
                     route[cell] = ROUTE_UNKNOWN_TEMPLATE
@@ -555,11 +581,16 @@ def build_plan(schemas: Iterable[Schema] | None = None, *, fast_paths: bool = Tr
                 above = [s for s in having if s.version >= v]
                 chosen = (min(above, key=lambda s: s.version) if above
                           else max(having, key=lambda s: s.version))
-                row = _build_row(chosen, chosen.messages[tid], v, fast_paths)
-                if row not in row_index:
-                    row_index[row] = len(rows)
-                    rows.append(row)
-                route[cell] = row_index[row]
+                msg = chosen.messages[tid]
+                # the version only matters through the sinceVersions it reaches
+                key = (sid, chosen.version, tid, tuple(sv <= v for sv in _since_versions(msg)))
+                if key not in built:
+                    row = _build_row(chosen, msg, v, fast_paths)
+                    if row not in row_index:
+                        row_index[row] = len(rows)
+                        rows.append(row)
+                    built[key] = row_index[row]
+                route[cell] = built[key]
     header = np.zeros(PLAN_HEADER, dtype=np.int64)
     header[P_FORMAT] = PLAN_FORMAT
     header[P_ROUTE_BASE] = PLAN_HEADER
@@ -634,21 +665,24 @@ _u8 = _load_intrinsic(8)
 _at = _u64  # on the int64 plan, an element index: plan[i] without the negative-index fix-up
 
 
-# -- field readers. A spec is (offset, code, raw null, value if null/absent), read
-# once per group from the plan; the reader gives the field's value for the block
-# that starts at ``p``.
+# -- field readers: the value of one event field for the block that starts at ``p``,
+# from its spec ``plan[b:b + SPEC]``. Specs are read from the plan at each use:
+# copying them into locals once per group costs more than it saves (register
+# spills), as most groups hold 1-4 entries.
 @_kernel
-def _spec(plan: Any, b: int) -> tuple[int, int, int, int]:
-    return _at(plan, b), _at(plan, b + 1), _at(plan, b + 2), _at(plan, b + 3)
-
-
-@_kernel
-def _get(buf: Any, p: int, spec: tuple[int, int, int, int], inherited: int) -> int:
-    """Any wire type (a switch on the code): the generic path."""
-    off, code, raw_null, null_out = spec
+def _get(buf: Any, p: int, plan: Any, sec: int, slot: int, root: int, sr: int) -> int:
+    """Field ``slot`` of section ``sec`` for the block at ``p``, any wire type (a switch on
+    the code): the generic path. An inherited field is read from the root block at
+    ``root`` with the root section ``sr``."""
+    b = sec + slot * SPEC
+    code = _at(plan, b + 1)
+    if code == CODE_INHERIT:  # (root specs never inherit)
+        p = root
+        b = sr + slot * SPEC
+        code = _at(plan, b + 1)
     if code <= 0:
-        return inherited if code == CODE_INHERIT else null_out
-    q = p + off
+        return _at(plan, b + 3)
+    q = p + _at(plan, b)
     c = code & 0xFF
     if c in (CODE_I64, CODE_U64):
         v = _u64(buf, q)
@@ -669,8 +703,8 @@ def _get(buf: Any, p: int, spec: tuple[int, int, int, int], inherited: int) -> i
         v = _u64(buf, q)
         if c < CODE_BYTES + 8:
             v &= (np.int64(1) << (8 * (c - CODE_BYTES))) - 1
-    if code & CODE_NULLABLE and v == raw_null:
-        return null_out
+    if code & CODE_NULLABLE and v == _at(plan, b + 2):
+        return _at(plan, b + 3)
     return v
 
 
@@ -706,7 +740,25 @@ def _root_value(buf: Any, root: int, plan: Any, sr: int, slot: int, mask: int) -
     """A root field; the mask skips the slots that are simply 0 (most of them)."""
     if (mask >> slot) & 1 == 0:
         return 0
-    return _get(buf, root, _spec(plan, sr + slot * SPEC), 0)
+    return _get(buf, root, plan, sr, slot, root, sr)
+
+
+@_kernel
+def _write_root_row(events: Any, k: int, kind: int, buf: Any, root: int, plan: Any, sr: int,
+                    mask: int, transact_time: int, match_event: int, aux: int, size: int,
+                    num_orders: int, flags: int, price_exp: int, msg_seq: int, template_id: int,
+                    msg_index: int) -> None:
+    """The row made from a root block (status, snapshot, definition, empty message...)."""
+    _write_row(events, k, kind, transact_time,
+               _root_value(buf, root, plan, sr, S_PRICE, mask), size,
+               _root_value(buf, root, plan, sr, S_ORDER_ID, mask), aux,
+               _root_value(buf, root, plan, sr, S_SECURITY_ID, mask),
+               _root_value(buf, root, plan, sr, S_RPT_SEQ, mask), num_orders,
+               _root_value(buf, root, plan, sr, S_ACTION, mask),
+               _root_value(buf, root, plan, sr, S_ENTRY_TYPE, mask),
+               _root_value(buf, root, plan, sr, S_PRICE_LEVEL, mask),
+               _root_value(buf, root, plan, sr, S_SIDE, mask), match_event, flags, price_exp,
+               msg_seq, template_id, msg_index)
 
 
 @_kernel
@@ -759,11 +811,11 @@ def _decode_packet(buf: Any, n: int, plan: Any, events: Any, start: int, drops: 
     h.msg_seq = np.uint32(msg_seq)
     h.sending_time = np.uint64(_u64(buf, 4))
     cap = events.shape[0]
-    route_base = plan[P_ROUTE_BASE]
-    rows_base = plan[P_ROWS_BASE]
-    width = plan[P_ROW_WIDTH]
-    n_versions = plan[P_N_VERSIONS]
-    n_sids = plan[P_N_SCHEMA_IDS]
+    route_base = _at(plan, P_ROUTE_BASE)
+    rows_base = _at(plan, P_ROWS_BASE)
+    width = _at(plan, P_ROW_WIDTH)
+    n_versions = _at(plan, P_N_VERSIONS)
+    n_sids = _at(plan, P_N_SCHEMA_IDS)
     k = start
     pos = PACKET_HEADER_SIZE
     msg_index = 0
@@ -792,13 +844,14 @@ def _decode_packet(buf: Any, n: int, plan: Any, events: Any, start: int, drops: 
             continue
         if version >= n_versions:
             version = n_versions - 1
-        r = plan[route_base + (schema_id * n_versions + version) * N_TEMPLATE_IDS + template_id]
+        route = (schema_id * n_versions + version) * N_TEMPLATE_IDS + template_id
+        r = _at(plan, route_base + route)
         if r < 0:
             drops[DROP_BAD_SCHEMA if r == ROUTE_BAD_SCHEMA else DROP_UNKNOWN_TEMPLATE] += 1
             continue
         row = rows_base + r * width
         root = p0 + MESSAGE_HEADER_SIZE
-        if block_len > end - root or block_len < plan[row + R_ROOT_REQ]:
+        if block_len > end - root or block_len < _at(plan, row + R_ROOT_REQ):
             drops[DROP_SHORT_BLOCK] += 1
             continue
         # -- walk the group dimensions: validate everything before writing anything
@@ -810,24 +863,24 @@ def _decode_packet(buf: Any, n: int, plan: Any, events: Any, start: int, drops: 
         bl_b = 0
         pos_b = 0
         bad = -1
-        for gi in range(plan[row + R_N_GROUPS]):
+        for gi in range(_at(plan, row + R_N_GROUPS)):
             gd = row + R_GROUPS + gi * G_WIDTH
-            if plan[gd + G_PRESENT] == 0:
+            if _at(plan, gd + G_PRESENT) == 0:
                 continue
-            dim = plan[gd + G_DIM_SIZE]
+            dim = _at(plan, gd + G_DIM_SIZE)
             if end - gpos < dim:
                 bad = DROP_GROUP_OVERRUN
                 break
-            bl = _u16(buf, gpos + plan[gd + G_BL_OFF])
-            if plan[gd + G_NUM_WIDE]:
-                num = _u16(buf, gpos + plan[gd + G_NUM_OFF])
+            bl = _u16(buf, gpos + _at(plan, gd + G_BL_OFF))
+            if _at(plan, gd + G_NUM_WIDE):
+                num = _u16(buf, gpos + _at(plan, gd + G_NUM_OFF))
             else:
-                num = _u8(buf, gpos + plan[gd + G_NUM_OFF])
+                num = _u8(buf, gpos + _at(plan, gd + G_NUM_OFF))
             body = gpos + dim
             if bl * num > end - body:
                 bad = DROP_GROUP_OVERRUN
                 break
-            if num > 0 and bl < plan[gd + G_REQ]:
+            if num > 0 and bl < _at(plan, gd + G_REQ):
                 bad = DROP_SHORT_BLOCK
                 break
             if gi == 0:
@@ -842,9 +895,9 @@ def _decode_packet(buf: Any, n: int, plan: Any, events: Any, start: int, drops: 
         if bad >= 0:
             drops[bad] += 1
             continue
-        kind_root = plan[row + R_ROOT_KIND]
-        kind_a = plan[row + R_GROUPS + G_KIND]
-        kind_b = plan[row + R_GROUPS + G_WIDTH + G_KIND]
+        kind_root = _at(plan, row + R_ROOT_KIND)
+        kind_a = _at(plan, row + R_GROUPS + G_KIND)
+        kind_b = _at(plan, row + R_GROUPS + G_WIDTH + G_KIND)
         if kind_a == EV_NONE:
             num_a = 0
         if kind_b == EV_NONE:
@@ -853,37 +906,29 @@ def _decode_packet(buf: Any, n: int, plan: Any, events: Any, start: int, drops: 
         if rows > cap - k or cap - k < 1:
             drops[DROP_EVENTS_FULL] += 1
             break
-        # -- root values: the root row, and what group entries inherit
+        # -- the root: every row carries TransactTime and MatchEventIndicator; the
+        # rest is read where used (the root row, inherited fields, an empty message)
         sr = row + SEC_ROOT
-        mask = plan[row + R_ROOT_MASK]
+        mask = _at(plan, row + R_ROOT_MASK)
         r_tt = _root_value(buf, root, plan, sr, S_TRANSACT_TIME, mask)
-        r_px = _root_value(buf, root, plan, sr, S_PRICE, mask)
-        r_sz = _root_value(buf, root, plan, sr, S_SIZE, mask)
-        r_oid = _root_value(buf, root, plan, sr, S_ORDER_ID, mask)
-        r_aux = _root_value(buf, root, plan, sr, S_AUX, mask)
-        r_sec = _root_value(buf, root, plan, sr, S_SECURITY_ID, mask)
-        r_rpt = _root_value(buf, root, plan, sr, S_RPT_SEQ, mask)
-        r_nord = _root_value(buf, root, plan, sr, S_NUM_ORDERS, mask)
-        r_act = _root_value(buf, root, plan, sr, S_ACTION, mask)
-        r_et = _root_value(buf, root, plan, sr, S_ENTRY_TYPE, mask)
-        r_lvl = _root_value(buf, root, plan, sr, S_PRICE_LEVEL, mask)
-        r_side = _root_value(buf, root, plan, sr, S_SIDE, mask)
         mei = _root_value(buf, root, plan, sr, S_MATCH_EVENT, mask)
-        pexp = plan[row + R_PRICE_EXP]
-        flags = plan[row + R_ROW_FLAGS]
+        pexp = _at(plan, row + R_PRICE_EXP)
+        flags = _at(plan, row + R_ROW_FLAGS)
         if mei & MEI_RECOVERY_MSG:
             flags |= FLAG_RECOVERY
         k0 = k
         if kind_root != EV_NONE:
             if kind_root in (EV_DEFINITION, EV_OTHER):
                 # decoded off the hot path: tell Python where the message is
-                r_aux = p0
-                r_sz = msg_size
-            elif kind_root == EV_SNAPSHOT:
-                r_nord = num_a
-            _write_row(events, k, kind_root, r_tt, r_px, r_sz, r_oid, r_aux, r_sec, r_rpt,
-                       r_nord, r_act, r_et, r_lvl, r_side, mei, flags, pexp, msg_seq,
-                       template_id, mi)
+                aux = p0
+                size = msg_size
+            else:
+                aux = _root_value(buf, root, plan, sr, S_AUX, mask)
+                size = _root_value(buf, root, plan, sr, S_SIZE, mask)
+            nord = num_a if kind_root == EV_SNAPSHOT else _root_value(
+                buf, root, plan, sr, S_NUM_ORDERS, mask)
+            _write_root_row(events, k, kind_root, buf, root, plan, sr, mask, r_tt, mei, aux,
+                            size, nord, flags, pexp, msg_seq, template_id, mi)
             k += 1
         k_a = k  # row of the first entry of group 1 (ReferenceID targets)
         for gi in range(2):
@@ -901,47 +946,37 @@ def _decode_packet(buf: Any, n: int, plan: Any, events: Any, start: int, drops: 
                 s = row + SEC_B
             if count == 0:
                 continue
-            fast = plan[row + R_GROUPS + gi * G_WIDTH + G_FAST] != 0
-            # generic path: each field's spec read once per group
-            sp_tt = _spec(plan, s + S_TRANSACT_TIME * SPEC)
-            sp_px = _spec(plan, s + S_PRICE * SPEC)
-            sp_sz = _spec(plan, s + S_SIZE * SPEC)
-            sp_oid = _spec(plan, s + S_ORDER_ID * SPEC)
-            sp_aux = _spec(plan, s + S_AUX * SPEC)
-            sp_sec = _spec(plan, s + S_SECURITY_ID * SPEC)
-            sp_rpt = _spec(plan, s + S_RPT_SEQ * SPEC)
-            sp_nord = _spec(plan, s + S_NUM_ORDERS * SPEC)
-            sp_act = _spec(plan, s + S_ACTION * SPEC)
-            sp_et = _spec(plan, s + S_ENTRY_TYPE * SPEC)
-            sp_lvl = _spec(plan, s + S_PRICE_LEVEL * SPEC)
-            sp_side = _spec(plan, s + S_SIDE * SPEC)
+            fast = _at(plan, row + R_GROUPS + gi * G_WIDTH + G_FAST) != 0
             for i in range(count):
                 p = base + i * stride
                 if fast:  # the usual wire types: typed, branch-free reads
                     tt = r_tt  # groups carry no TransactTime
-                    px = _fast_64(buf, p, plan, s + S_PRICE * SPEC)
+                    lvl = _fast_u8(buf, p, plan, s + S_PRICE_LEVEL * SPEC)
+                    if kind == EV_ORDER_REF:  # these four come from the referenced entry
+                        px = sec = rpt = et = 0
+                    else:
+                        px = _fast_64(buf, p, plan, s + S_PRICE * SPEC)
+                        sec = _fast_i32(buf, p, plan, s + S_SECURITY_ID * SPEC)
+                        rpt = _fast_u32(buf, p, plan, s + S_RPT_SEQ * SPEC)
+                        et = _fast_u8(buf, p, plan, s + S_ENTRY_TYPE * SPEC)
                     sz = _fast_i32(buf, p, plan, s + S_SIZE * SPEC)
                     oid = _fast_64(buf, p, plan, s + S_ORDER_ID * SPEC)
-                    sec = _fast_i32(buf, p, plan, s + S_SECURITY_ID * SPEC)
-                    rpt = _fast_u32(buf, p, plan, s + S_RPT_SEQ * SPEC)
                     nord = _fast_i32(buf, p, plan, s + S_NUM_ORDERS * SPEC)
                     act = _fast_u8(buf, p, plan, s + S_ACTION * SPEC)
-                    et = _fast_u8(buf, p, plan, s + S_ENTRY_TYPE * SPEC)
-                    lvl = _fast_u8(buf, p, plan, s + S_PRICE_LEVEL * SPEC)
                     side = _fast_u8(buf, p, plan, s + S_SIDE * SPEC)
                 else:
-                    tt = _get(buf, p, sp_tt, r_tt)
-                    px = _get(buf, p, sp_px, r_px)
-                    sz = _get(buf, p, sp_sz, r_sz)
-                    oid = _get(buf, p, sp_oid, r_oid)
-                    sec = _get(buf, p, sp_sec, r_sec)
-                    rpt = _get(buf, p, sp_rpt, r_rpt)
-                    nord = _get(buf, p, sp_nord, r_nord)
-                    act = _get(buf, p, sp_act, r_act)
-                    et = _get(buf, p, sp_et, r_et)
-                    lvl = _get(buf, p, sp_lvl, r_lvl)
-                    side = _get(buf, p, sp_side, r_side)
-                aux = _get(buf, p, sp_aux, r_aux)
+                    tt = _get(buf, p, plan, s, S_TRANSACT_TIME, root, sr)
+                    px = _get(buf, p, plan, s, S_PRICE, root, sr)
+                    sz = _get(buf, p, plan, s, S_SIZE, root, sr)
+                    oid = _get(buf, p, plan, s, S_ORDER_ID, root, sr)
+                    sec = _get(buf, p, plan, s, S_SECURITY_ID, root, sr)
+                    rpt = _get(buf, p, plan, s, S_RPT_SEQ, root, sr)
+                    nord = _get(buf, p, plan, s, S_NUM_ORDERS, root, sr)
+                    act = _get(buf, p, plan, s, S_ACTION, root, sr)
+                    et = _get(buf, p, plan, s, S_ENTRY_TYPE, root, sr)
+                    lvl = _get(buf, p, plan, s, S_PRICE_LEVEL, root, sr)
+                    side = _get(buf, p, plan, s, S_SIDE, root, sr)
+                aux = _get(buf, p, plan, s, S_AUX, root, sr)
                 if kind == EV_ORDER_REF:
                     # ReferenceID: 1-based index of the MD entry this order sits on
                     if lvl < 1 or lvl > num_a or kind_a == EV_NONE:
@@ -957,9 +992,11 @@ def _decode_packet(buf: Any, n: int, plan: Any, events: Any, start: int, drops: 
                 k += 1
         if k == k0:
             # no entries: still one row, so the end-of-event bit is never lost
-            _write_row(events, k, plan[row + R_EMPTY_KIND], r_tt, r_px, r_sz, r_oid, r_aux,
-                       r_sec, r_rpt, r_nord, r_act, r_et, r_lvl, r_side, mei, flags, pexp,
-                       msg_seq, template_id, mi)
+            _write_root_row(events, k, _at(plan, row + R_EMPTY_KIND), buf, root, plan, sr, mask,
+                            r_tt, mei, _root_value(buf, root, plan, sr, S_AUX, mask),
+                            _root_value(buf, root, plan, sr, S_SIZE, mask),
+                            _root_value(buf, root, plan, sr, S_NUM_ORDERS, mask), flags, pexp,
+                            msg_seq, template_id, mi)
             k += 1
         last = events[k - 1]
         f = last.flags | FLAG_LAST_IN_MSG
@@ -1053,7 +1090,12 @@ class Mdp3Decoder:
         return self.decode_stream(buf, offsets)
 
     def decode_stream(self, buf: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Decode the packets ``buf[offsets[i]:offsets[i+1]]`` in one kernel call."""
+        """Decode the packets ``buf[offsets[i]:offsets[i+1]]`` in one kernel call.
+
+        The output is sized from the stream (about one row per 16 bytes); should a
+        packet still not fit, the call is redone with a larger array, so
+        ``drops`` never counts events_full here.
+        """
         buf = self._as_stream(buf)
         offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         if offsets.ndim != 1 or offsets.size < 1:
@@ -1077,5 +1119,5 @@ class Mdp3Decoder:
     @staticmethod
     def _as_stream(buf: Any) -> np.ndarray:
         if isinstance(buf, np.ndarray) and buf.dtype == np.uint8 and buf.flags.writeable:
-            return np.ascontiguousarray(buf)
+            return np.ascontiguousarray(buf).reshape(-1)
         return np.frombuffer(memoryview(buf).cast("B"), dtype=np.uint8).copy()
