@@ -566,7 +566,10 @@ def build_order_templates(
     """Preset frames of the four order requests, (templates u8[4, 256], lengths i64[4]).
 
     Static fields (operator, location, party details, OrdType limit, OFM override
-    off, ...) are set once here; the kernel patches the per-order fields.
+    on, ...) are set once here; the kernel patches the per-order fields. OFMOverride
+    is Enabled because our OMS's modify quantity is the new TOTAL order quantity
+    (CME's in-flight mitigation: leaves = qty - cum); with it Disabled CME would read
+    it as the new open quantity and a modify after a partial fill would overfill.
     """
     static: dict[str, Any] = {
         "SenderID": sender_id,
@@ -576,7 +579,8 @@ def build_order_templates(
     }
     per: dict[int, dict[str, Any]] = {
         T_NEW_ORDER: {"OrdType": "2", "ExecInst": 0, "TimeInForce": 0},
-        T_CANCEL_REPLACE: {"OrdType": "2", "ExecInst": 0, "TimeInForce": 0, "OFMOverride": 0},
+        T_CANCEL_REPLACE: {"OrdType": "2", "ExecInst": 0, "TimeInForce": 0,
+                           "OFMOverride": 1},  # Enabled: qty is the total (see above)
         T_CANCEL: {},
         T_MASS_ACTION: {"MassActionScope": SCOPE_ALL},
     }
