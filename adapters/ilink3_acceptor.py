@@ -33,6 +33,7 @@ import contextlib
 import errno
 import itertools
 import socket
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -562,6 +563,8 @@ class Ilink3Acceptor:
         self._scope: dict[str, SessionKey | None] = {}
         # (session, template, recv_ns, SeqNum) of every business message applied
         self.received_log: list[tuple[SessionKey, int, int, int]] = []
+        # (session, SeqNum, template) of every business message drop_outbound swallowed
+        self.dropped_out_log: deque[tuple[SessionKey, int, int]] = deque(maxlen=1024)
 
     def __repr__(self) -> str:
         return (f"Ilink3Acceptor({self.host}:{self.port}, state={self.state.name}, "
@@ -835,6 +838,7 @@ class Ilink3Acceptor:
         if self._drop_out > 0 and self._matches("drop_out", session):
             self._drop_out -= 1
             self.stats.dropped_out += 1
+            self.dropped_out_log.append((session, seq, msg.template_id))
             return seq
         if self._delay_out_ns > 0 and self._matches("delay_out", session):
             c.delayed.append((self.clock.now_ns() + self._delay_out_ns, frame))
