@@ -12,8 +12,9 @@ variables that hold them (``access_key_env``/``secret_key_env``).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -70,16 +71,28 @@ class MarketDataConfig(_Section, frozen=True):
     channels: list[ChannelConfig] = []  # explicit addresses (override config.xml)
     rcvbuf_bytes: int = 8 * 1024 * 1024
     kernel_timestamps: bool = True
+    feeds: list[Literal["A", "B"]] = msgspec.field(default_factory=lambda: ["A", "B"])
+    definitions_timeout_s: float = 10.0  # start-up: wait this long for the definition loop
+    gap_timeout_ms: float = 2.0  # a missing packet waits this long for the other feed
+    stale_after_ms: int = 5000  # a channel silent this long is STALE
 
 
 class InstrumentConfig(_Section, frozen=True):
+    """A traded instrument. Contract terms left at 0 come from its security definition."""
+
     security_id: int
     symbol: str = ""
     tick: int = 0  # price mantissa of one tick; 0: from the definition
+    tick_value: float = 0.0  # currency per tick per contract; 0: from the definition
     display_factor: float = 0.0  # 0: from the definition
     contract_multiplier: float = 0.0  # currency per point; 0: from the definition
     price_exponent: int = -9
     depth: int = 10
+    enabled: bool = True  # False: tracked and marked, never quoted
+    # per-instrument overrides of [risk] (0: the [risk] value)
+    max_order_qty: int = 0
+    max_position: int = 0
+    collar_ticks: int = 0
 
 
 class GatewayConfig(_Section, frozen=True):
@@ -100,16 +113,20 @@ class GatewayConfig(_Section, frozen=True):
 
 
 class StrategyConfig(_Section, frozen=True):
-    enabled: bool = True
+    """The market maker (core.strategy.market_maker.MarketMakerParams), every instrument."""
+
+    enabled: bool = True  # False: no quoting (the daemon still tracks and marks)
     quote_size: int = 1
-    layers: int = 1
+    layers: int = 1  # quote layers per side (1..4)
     layer_spacing_ticks: int = 1
-    risk_aversion: float = 0.1
-    arrival_intensity: float = 1.5
-    horizon_s: float = 1.0
-    alpha_weight_ticks: float = 1.0
-    requote_ticks: int = 1
-    min_spread_ticks: int = 1
+    risk_aversion: float = 0.1  # gamma, 1/ticks
+    arrival_intensity: float = 1.5  # k: fill rate ~ exp(-k * distance in ticks)
+    horizon_s: float = 1.0  # tau, in the volatility feature's time unit
+    alpha_weight_ticks: float = 1.0  # ticks of skew per unit of model alpha
+    max_alpha_skew_ticks: float = 2.0
+    min_spread_ticks: int = 1  # quoted spread never below this
+    requote_ticks: int = 1  # move a quote toward the market only this far or more
+    at_risk_ticks: int = 1  # move it away from the market (protect) this far or more
 
 
 class RiskConfig(_Section, frozen=True):
@@ -123,13 +140,15 @@ class RiskConfig(_Section, frozen=True):
     daily_loss_limit: float = 10_000.0
     drawdown_limit: float = 5_000.0
     stale_data_ms: int = 2000
+    halt_on_data_fault: bool = False  # stale/recovering data or NaN model halts everything
     start_active: bool = False  # go ACTIVE after reconciliation without an operator
+    stop_timeout_ms: int = 2000  # graceful stop: wait this long for the cancel acks
 
 
 class FeesConfig(_Section, frozen=True):
-    maker_per_contract: float = 0.0
-    taker_per_contract: float = 0.0
-    exchange_per_contract: float = 0.0
+    maker_per_contract: float = 0.0  # exchange fee when resting
+    taker_per_contract: float = 0.0  # exchange fee when aggressing
+    clearing_per_contract: float = 0.0  # clearing + broker + NFA, every fill
 
 
 class ModelConfig(_Section, frozen=True):
@@ -205,11 +224,25 @@ def _validate(cfg: Config) -> None:
     s = cfg.strategy
     need(s.quote_size > 0, "strategy.quote_size", "must be > 0")
     need(s.quote_size <= r.max_order_qty, "strategy.quote_size", "exceeds risk.max_order_qty")
-    need(1 <= s.layers <= 10, "strategy.layers", "must be in 1..10")
+    need(1 <= s.layers <= 4, "strategy.layers", "must be in 1..4")
     need(s.requote_ticks >= 1, "strategy.requote_ticks", "must be >= 1")
+    need(s.at_risk_ticks >= 1, "strategy.at_risk_ticks", "must be >= 1")
+    need(s.layer_spacing_ticks >= 1, "strategy.layer_spacing_ticks", "must be >= 1")
+    need(s.min_spread_ticks >= 0, "strategy.min_spread_ticks", "must be >= 0")
+    need(s.max_alpha_skew_ticks >= 0, "strategy.max_alpha_skew_ticks", "must be >= 0")
+    need(s.horizon_s >= 0, "strategy.horizon_s", "must be >= 0")
+    need(r.stop_timeout_ms > 0, "risk.stop_timeout_ms", "must be > 0")
+    need(r.max_submits_per_s <= 1024, "risk.max_submits_per_s", "must be <= 1024")
+    need(r.max_cancels_per_s <= 1024, "risk.max_cancels_per_s", "must be <= 1024")
     need(s.risk_aversion >= 0, "strategy.risk_aversion", "must be >= 0")
     need(s.arrival_intensity > 0, "strategy.arrival_intensity", "must be > 0")
     need(1 <= cfg.metrics.port <= 65535, "metrics.port", "must be in 1..65535")
+    md = cfg.market_data
+    need(len(md.feeds) > 0, "market_data.feeds", "at least one of A, B")
+    need(md.definitions_timeout_s > 0, "market_data.definitions_timeout_s", "must be > 0")
+    need(md.gap_timeout_ms > 0, "market_data.gap_timeout_ms", "must be > 0")
+    need(md.stale_after_ms > 0, "market_data.stale_after_ms", "must be > 0")
+    need(md.rcvbuf_bytes >= 65536, "market_data.rcvbuf_bytes", "must be >= 65536")
     lo, hi = [*cfg.gateway.reconnect_backoff_ms, 0, 0][:2]
     need(
         len(cfg.gateway.reconnect_backoff_ms) == 2 and 0 < lo <= hi,
@@ -222,6 +255,10 @@ def _validate(cfg: Config) -> None:
         seen.add(inst.security_id)
         need(1 <= inst.depth <= 10, f"instruments[{i}].depth", "must be in 1..10")
         need(inst.tick >= 0, f"instruments[{i}].tick", "must be >= 0")
+        need(inst.tick_value >= 0, f"instruments[{i}].tick_value", "must be >= 0")
+        for name in ("max_order_qty", "max_position", "collar_ticks"):
+            need(getattr(inst, name) >= 0, f"instruments[{i}].{name}", "must be >= 0")
+    need(len(cfg.instruments) <= 8, "instruments", "at most 8 traded instruments")
     if cfg.mode == "live":
         need(cfg.gateway.kind == "ilink3", "gateway.kind", "live mode needs the ilink3 gateway")
         need(bool(cfg.gateway.session_id), "gateway.session_id", "required in live mode")
@@ -281,6 +318,15 @@ gc_freeze = true
 [market_data]
 source = "udp"
 interface = "127.0.0.1"
+definitions_timeout_s = 120.0
+
+[[instruments]]
+security_id = 5602
+symbol = "ESZ5"
+
+[[instruments]]
+security_id = 2871
+symbol = "CLZ5"
 
 [gateway]
 kind = "ilink3"
@@ -310,3 +356,78 @@ fsync = false
 
 def demo_config() -> Config:
     return parse_config(DEMO_TOML, "<built-in demo config>")
+
+
+# ---------------------------------------------------------------------------
+# The config as the trading core's types (parsed once, converted here)
+# ---------------------------------------------------------------------------
+def market_maker_params(cfg: Config) -> Any:
+    """[strategy] as core.strategy.market_maker.MarketMakerParams."""
+    from core.strategy.market_maker import MarketMakerParams
+
+    s = cfg.strategy
+    return MarketMakerParams(
+        gamma=s.risk_aversion,
+        k=s.arrival_intensity,
+        vol_horizon=s.horizon_s,
+        alpha_skew=s.alpha_weight_ticks,
+        max_alpha_skew_ticks=s.max_alpha_skew_ticks,
+        min_half_spread_ticks=s.min_spread_ticks / 2.0,
+        quote_size=s.quote_size if s.enabled else 0,
+        n_layers=s.layers if s.enabled else 0,
+        layer_spacing_ticks=s.layer_spacing_ticks,
+        requote_ticks=s.requote_ticks,
+        at_risk_ticks=s.at_risk_ticks,
+    )
+
+
+def instrument_limits(cfg: Config, inst: InstrumentConfig | None = None) -> Any:
+    """[risk] per-instrument limits (with an [[instruments]] entry's overrides)."""
+    from core.risk import InstrumentLimits
+
+    r = cfg.risk
+    return InstrumentLimits(
+        max_order_qty=(inst.max_order_qty if inst and inst.max_order_qty else r.max_order_qty),
+        max_position=(inst.max_position if inst and inst.max_position else r.max_position),
+        collar_ticks=(inst.collar_ticks if inst and inst.collar_ticks else r.collar_ticks),
+    )
+
+
+def risk_limits(cfg: Config, instruments: Sequence[InstrumentConfig | None] = ()) -> Any:
+    """[risk] as core.risk.RiskLimits, one InstrumentLimits per traded instrument."""
+    from core.risk import RiskLimits
+
+    r = cfg.risk
+    return RiskLimits(
+        max_notional=r.max_notional,
+        max_working_orders=r.max_working_orders,
+        submit_limit=r.max_submits_per_s,
+        submit_window_ns=1_000_000_000,
+        cancel_limit=r.max_cancels_per_s,
+        cancel_window_ns=1_000_000_000,
+        max_daily_loss=r.daily_loss_limit,
+        max_drawdown=r.drawdown_limit,
+        stale_ns=r.stale_data_ms * 1_000_000,
+        halt_on_data_fault=r.halt_on_data_fault,
+        instruments=tuple(instrument_limits(cfg, i) for i in instruments),
+    )
+
+
+def trading_instrument(cfg: Config, security_id: int, tick: int, tick_value: float,
+                       price_exponent: int = -9, inst: InstrumentConfig | None = None) -> Any:
+    """One core.trading.InstrumentConfig: contract terms, fees, limits, quoting."""
+    from core.trading import InstrumentConfig as TradedInstrument
+
+    f = cfg.fees
+    return TradedInstrument(
+        security_id=security_id,
+        tick=tick,
+        tick_value=tick_value,
+        price_exponent=price_exponent,
+        maker_fee=f.maker_per_contract,
+        taker_fee=f.taker_per_contract,
+        fee_per_contract=f.clearing_per_contract,
+        limits=instrument_limits(cfg, inst),
+        params=market_maker_params(cfg),
+        enabled=inst.enabled if inst is not None else True,
+    )

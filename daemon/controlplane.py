@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -52,7 +53,7 @@ from daemon.telemetry import (
     render_log,
 )
 
-HB_ITER, HB_PID, HB_STATE, HB_READY = 0, 1, 2, 3  # heartbeat slots
+HB_ITER, HB_PID, HB_STATE, HB_READY, HB_CP_UP = 0, 1, 2, 3, 4  # heartbeat slots
 READY_STOPPING = -1
 MB_REQ, MB_CMD, MB_ARG, MB_REPLY, MB_RESULT = 0, 1, 2, 8, 9  # mailbox slots
 
@@ -128,8 +129,13 @@ class ControlPlane:
         self.fsync = fsync
         self.journal_path = journal_path
         self.journal_fd = -1
+        self.lock_fd = -1
         if journal_path:
             Path(journal_path).parent.mkdir(parents=True, exist_ok=True)
+            # held until this process exits: a restarted daemon reads the journal only
+            # after the previous control plane's final drain (see journal_lock)
+            self.lock_fd = os.open(journal_path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
             self.journal_fd = os.open(journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.control_socket = control_socket
         self.notifier = Notifier()
@@ -247,6 +253,7 @@ class ControlPlane:
             finally:
                 os.umask(old)
             os.chmod(path, 0o600)
+        self.heartbeat[HB_CP_UP] = 1  # serving: the daemon may now tell systemd READY=1
         try:
             await asyncio.gather(self._pump(), self._watchdog())
         finally:
@@ -261,6 +268,28 @@ class ControlPlane:
                 server.shutdown()
             if self.journal_fd >= 0:
                 os.close(self.journal_fd)
+
+
+def wait_journal_unlocked(journal_path: str, timeout_s: float = 30.0) -> bool:
+    """Wait until no control plane holds the journal (a crashed daemon's child may still
+    be draining its ring); True when free. The caller reads the journal after this."""
+    if not journal_path:
+        return True
+    Path(journal_path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(journal_path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.01)
+    finally:
+        os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     uvloop.run(plane.run(a.metrics_bind, a.metrics_port))
+    del plane
+    block.close()  # the mapping goes with the process; nothing to unlink (not the owner)
     return 0
 
 

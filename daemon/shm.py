@@ -69,11 +69,12 @@ class SharedBlock:
 
     def close(self) -> None:
         self.arrays.clear()
+        # a view still alive somewhere keeps the mapping (it goes with the process, and
+        # SharedMemory.__del__ must not try again); the name goes now
         try:
             self._shm.close()
         except BufferError:
-            # a view is still alive somewhere; the mapping goes with the process
-            return
+            self._shm.close = lambda: None  # type: ignore[method-assign]
         if self.owner:
             # not SharedMemory.unlink(): it would unregister from the tracker a second time
             with contextlib.suppress(FileNotFoundError):

@@ -73,6 +73,13 @@ EV_RISK_REJECT = log_event(9, WARNING, "risk_reject", "reason", "security_id", "
 EV_JOURNAL_FULL = log_event(10, CRITICAL, "journal_ring_full", "lost")
 EV_STOP = log_event(11, INFO, "stopping", "signal")
 EV_READY = log_event(12, INFO, "ready", "warmup_ms")
+EV_GATEWAY_READY = log_event(20, INFO, "gateway_reconciled", "adopted_orders")
+EV_RESTORED = log_event(21, INFO, "restored_from_journal", "instruments", "fills",
+                        "working_orders", "next_cl_seq")
+EV_RELOAD_FAILED = log_event(22, WARNING, "risk_limits_reload_failed")
+EV_STOP_TIMEOUT = log_event(23, WARNING, "stop_timeout", "live_orders")
+EV_STOPPED = log_event(24, INFO, "stopped", "live_orders")
+EV_HALT = log_event(25, WARNING, "halt", "reason", "live_orders")
 
 
 def render_log(rec: np.void) -> dict[str, Any]:
@@ -105,7 +112,8 @@ JOURNAL_RECORD = np.dtype(
 J_ORDER_ACTION = 1
 J_EXEC_REPORT = 2
 J_STATE = 3  # trader state change: payload = int64[old, new, reason]
-J_SESSION = 4  # start of a daemon run: payload = int64[pid, trading_day]
+J_SESSION = 4  # a daemon run starts / stops cleanly: int64[pid, trading_day, event]
+J_GATEWAY_SEQ = 5  # the iLink 3 session: int64[next_recv, next_send, recovering, uuid]
 
 
 def journal_rows(kind: int, rows: np.ndarray, time_ns: int) -> np.ndarray:

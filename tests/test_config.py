@@ -78,3 +78,27 @@ def test_demo_file_equals_builtin_demo_defaults() -> None:
         load_config(CONFIGS / "demo.toml")
     )
     assert isinstance(demo_config(), Config)
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "paper.toml", "live.toml"])
+def test_config_written_back_as_toml_reads_the_same(name: str) -> None:
+    from daemon.demo import config_toml
+
+    cfg = load_config(CONFIGS / name)
+    assert parse_config(config_toml(cfg)) == cfg
+
+
+def test_config_converts_to_the_trading_core_types() -> None:
+    from daemon.config import InstrumentConfig, market_maker_params, risk_limits
+
+    cfg = load_config(CONFIGS / "live.toml")
+    over = InstrumentConfig(security_id=1, max_position=1)
+    lim = risk_limits(cfg, [None, over])
+    assert lim.max_daily_loss == cfg.risk.daily_loss_limit
+    assert lim.submit_limit == cfg.risk.max_submits_per_s
+    assert lim.stale_ns == cfg.risk.stale_data_ms * 1_000_000
+    assert lim.instruments[0].max_position == cfg.risk.max_position
+    assert lim.instruments[1].max_position == 1  # the instrument's override
+    mm = market_maker_params(cfg)
+    assert (mm.gamma, mm.k, mm.n_layers) == (cfg.strategy.risk_aversion,
+                                             cfg.strategy.arrival_intensity, cfg.strategy.layers)

@@ -1,0 +1,155 @@
+"""The hot loop in-process: ticks through the simulated venue, kill switch, resume, reload,
+the ctl mailbox, the journal ring, graceful stop. (The same with real processes and the
+exchange simulator: tests/test_e2e_daemon.py.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+
+from core.types import (
+    ACT_CANCEL,
+    ACT_NEW,
+    RISK_KILL_SWITCH,
+    TRADER_ACTIVE,
+    TRADER_HALTED,
+)
+from daemon.config import demo_config, risk_limits
+from daemon.engine import build
+from daemon.hotloop import (
+    F_KILL,
+    F_RELOAD,
+    F_RESUME,
+    F_STOP,
+    MB_CMD,
+    MB_REPLY,
+    MB_REQ,
+    MB_RESULT,
+    HotLoop,
+    Lifecycle,
+    LoopParts,
+    Shared,
+)
+from daemon.metrics import daemon_spec
+from daemon.shm import Ring
+from daemon.sources import ReplayClock
+from daemon.telemetry import CMD_RESUME, J_EXEC_REPORT, J_ORDER_ACTION
+
+
+def _loop(n_events: int = 3000) -> tuple[HotLoop, Any]:
+    cfg = demo_config()
+    eng = build(cfg, mode="replay", data=[f"synthetic:{n_events}"], clock=ReplayClock())
+    spec = daemon_spec(eng.symbols, journal_capacity=1 << 16)
+    block = {key: np.zeros(shape, dtype=dt) for key, dt, shape in spec.layout()}
+    new = msgspec.structs.replace(cfg, risk=msgspec.structs.replace(cfg.risk, max_position=1))
+    parts = LoopParts(clock=eng.clock, source=eng.source, market=eng.market, core=eng.core,
+                      gateway=eng.gateway, traded_rows=eng.traded_rows, runner=eng.runner,
+                      sim=eng.sim, replay=True)
+    loop = HotLoop(parts, Shared(block, spec),
+                   on_reload=lambda: risk_limits(new, [None] * len(eng.traded)))
+    loop.warm_up()
+    eng.core.finish_startup()
+    eng.gateway.connect()
+    loop._housekeeping()  # sees the gateway up (what the running loop does every ms)
+    return loop, eng
+
+
+def _feed(loop: HotLoop, eng: Any, n: int) -> None:
+    rx = loop.rx
+    for _ in range(n):
+        k = eng.source.poll(rx)
+        if k <= 0:
+            break
+        eng.clock.set_ns(int(rx.events[k - 1]["transact_time"]))
+        loop.on_datagram(k)
+
+
+def _settle(loop: HotLoop, eng: Any, steps: int = 20) -> None:
+    """Let the simulated venue answer (clock forward, reports polled and decided)."""
+    for _ in range(steps):
+        eng.clock.advance(1_000_000)
+        n = eng.gateway.poll(loop.reports)
+        if n:
+            loop._decide_send(n, 0)
+
+
+def _journal(loop: HotLoop) -> np.ndarray:
+    return Ring(loop.block, "journal").drain()
+
+
+def test_ticks_quote_and_kill_switch_cancels_everything() -> None:
+    loop, eng = _loop()
+    assert loop.lifecycle == Lifecycle.READY
+    t = eng.core.trader[0]
+    assert int(t["state"]) == TRADER_HALTED
+    assert loop.resume() == 0 and int(t["state"]) == TRADER_ACTIVE
+    _feed(loop, eng, 400)
+    _settle(loop, eng)
+    assert eng.sim.resting(), "the market maker quotes at the simulated venue"
+    assert loop.counters[2] > 0  # the model ran on completed events
+    assert np.isfinite(loop.alpha).all()
+    j = _journal(loop)
+    sent = j[j["kind"] == J_ORDER_ACTION]
+    assert sent.size >= int(t["action_counts"][ACT_NEW])  # every action journaled
+    assert (j["kind"] == J_EXEC_REPORT).sum() > 0
+
+    loop.flags |= F_KILL
+    loop._handle_flags()
+    assert int(t["state"]) == TRADER_HALTED and int(t["kill_switch"]) == 1
+    assert int(t["halt_reason"]) == RISK_KILL_SWITCH
+    j = _journal(loop)
+    acts = j[j["kind"] == J_ORDER_ACTION]
+    from core.types import ORDER_ACTION
+    from daemon.telemetry import journal_payload
+
+    assert (journal_payload(acts, ORDER_ACTION)["action"] == ACT_CANCEL).all()
+    _settle(loop, eng)
+    assert eng.sim.resting() == [] and int(t["live_orders"]) == 0
+    _feed(loop, eng, 200)  # the market moves on: nothing new while halted
+    _settle(loop, eng)
+    assert eng.sim.resting() == []
+
+    # resume through the ctl mailbox (what `nanoarb ctl resume` writes)
+    mb = loop.mailbox
+    mb[MB_CMD] = CMD_RESUME
+    mb[MB_REQ] += 1
+    loop._housekeeping()
+    assert mb[MB_REPLY] == mb[MB_REQ] and mb[MB_RESULT] == 0
+    assert int(t["state"]) == TRADER_ACTIVE and int(t["kill_switch"]) == 0
+    _feed(loop, eng, 300)
+    _settle(loop, eng)
+    assert eng.sim.resting()
+
+
+def test_reload_resume_flags_and_graceful_stop() -> None:
+    loop, eng = _loop()
+    t = eng.core.trader[0]
+    loop.flags |= F_RESUME
+    loop._handle_flags()
+    assert int(t["state"]) == TRADER_ACTIVE
+    loop.flags |= F_RELOAD
+    loop._handle_flags()
+    assert int(t["instruments"][0]["max_position"]) == 1  # SIGHUP: the new limits
+    _feed(loop, eng, 300)
+    _settle(loop, eng)
+    assert abs(int(t["instruments"][0]["position"])) <= 1
+    loop.flags |= F_STOP
+    loop.run()  # handles the stop at once: halt, cancel all, wait for the acks
+    assert loop.lifecycle == Lifecycle.STOPPED and loop.stopped_clean
+    assert eng.sim.resting() == [] and int(t["live_orders"]) == 0
+    assert int(t["state"]) == TRADER_HALTED
+
+
+@pytest.mark.parametrize("n_events", [500])
+def test_replay_loop_runs_to_the_end_of_the_data(n_events: int) -> None:
+    loop, _eng = _loop(n_events)
+    loop.resume()
+    loop.journal_reports = []
+    loop.run()
+    assert loop.source_ended and loop.lifecycle == Lifecycle.STOPPED
+    assert loop.counters[3] == n_events + 2  # every event (one opening per instrument)
+    fills = sum(int(r.size) for r in loop.journal_reports)
+    assert fills > 0
