@@ -409,7 +409,29 @@ def _replay_source(cfg: Config, data: Sequence[str], base_dir: str | Path | None
     channels = channels_of(cfg, base_dir)
     src = PcapSource(paths, channels)
     src.open()
-    return src, None, channels or _default_channels(), contracts_from_table(cfg, None)
+    table = definitions_in_capture(src)
+    return src, table, channels or _default_channels(), contracts_from_table(cfg, table)
+
+
+def definitions_in_capture(src: Any) -> Any:
+    """The instrument table from the security definitions in an opened PcapSource: the
+    datagrams routed to a definition feed (every datagram when no channel is
+    configured). Read once before the replay, as the live daemon reads the definition
+    loop before it trades."""
+    from core.sbe.instruments import InstrumentTable
+    from core.sbe.mdp3 import Mdp3Decoder
+    from core.types import ROLE_DEFINITION
+
+    table = InstrumentTable()
+    dec = Mdp3Decoder()
+    routed = bool(src.routes)
+    for i in range(len(src)):
+        if routed and int(src.meta[i, 2]) != ROLE_DEFINITION:
+            continue
+        a, b = int(src.offsets[i]), int(src.offsets[i + 1])
+        pkt = src.buf[a:b]
+        table.update_from_packet(pkt, b - a, dec.decode(pkt, b - a))
+    return table
 
 
 def _default_channels() -> list[Any]:
@@ -419,4 +441,5 @@ def _default_channels() -> list[Any]:
         Endpoint(role="incremental", feed="A", ip="0.0.0.0", port=1),))]
 
 
-__all__ = ["Contract", "Engine", "build", "channels_of", "contracts_from_table"]
+__all__ = ["Contract", "Engine", "build", "channels_of", "contracts_from_table",
+           "definitions_in_capture"]

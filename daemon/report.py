@@ -94,7 +94,56 @@ def replay_report(result: Any, data: list[str]) -> dict[str, Any]:
         "pnl": {"net": _r(t["net_pnl"]), "daily": _r(t["daily_pnl"]),
                 "drawdown": _r(t["drawdown"])},
         "instruments": instruments_summary(result),
+        "statistics": backtest_statistics(result, fills),
     }
+
+
+def equity_curve(result: Any, fills: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times_ns, equity, positions[times, instruments]) of a replay, from its fills.
+
+    Deterministic (market time only): one point per fill, each instrument marked at
+    our last fill price in it (the replay keeps no mid history), and a last point at
+    the end of the data with the trader's own mark (net P&L at the final mid)."""
+    from core.backtest_stats import mark_to_market
+
+    eng = result.engine
+    t = eng.core.trader[0]
+    n = len(eng.symbols)
+    times = np.asarray(fills["transact_ns"], dtype=np.int64)
+    equity = np.zeros(times.size, dtype=np.float64)
+    pos = np.zeros((times.size, n), dtype=np.int64)
+    for i in range(n):
+        ins = t["instruments"][i]
+        f = fills[fills["security_id"] == ins["security_id"]]
+        if f.size == 0:
+            continue
+        ft = np.asarray(f["transact_ns"], dtype=np.int64)
+        last = np.searchsorted(ft, times, side="right") - 1
+        mark_px = np.asarray(f["price"], dtype=np.float64)[np.maximum(last, 0)]
+        e, p = mark_to_market(ft, f["side"], f["price"], f["qty"], f["fee"], times, mark_px,
+                              int(ins["tick"]), float(ins["tick_value"]))
+        equity += e
+        pos[:, i] = p
+    end_ns = max(int(eng.clock.now_ns()), int(times[-1]) if times.size else 0)
+    final_pos = np.array([int(t["instruments"][i]["position"]) for i in range(n)],
+                         dtype=np.int64)
+    return (np.append(times, end_ns), np.append(equity, float(t["net_pnl"])),
+            np.vstack([pos, final_pos[None, :]]))
+
+
+def backtest_statistics(result: Any, fills: np.ndarray) -> dict[str, Any]:
+    """The report's statistics (core.backtest_stats): P&L, annualised Sharpe, profit
+    factor, max drawdown, win rate, average trade, trades, fees, inventory."""
+    from core.backtest_stats import backtest_summary
+
+    eng = result.engine
+    t = eng.core.trader[0]
+    insts = {int(t["instruments"][i]["security_id"]): (int(t["instruments"][i]["tick"]),
+                                                        float(t["instruments"][i]["tick_value"]))
+             for i in range(len(eng.symbols))}
+    times, equity, _pos = equity_curve(result, fills)
+    start = int(getattr(eng.clock, "first_ns", 0)) or (int(times[0]) if times.size else 0)
+    return backtest_summary(fills, insts, times, equity, start, max(int(times[-1]), start))
 
 
 def percentiles_us(samples_ns: np.ndarray) -> dict[str, float]:
@@ -161,4 +210,5 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["demo_summary", "dumps_report", "format_summary", "replay_report", "timings"]
+__all__ = ["backtest_statistics", "demo_summary", "dumps_report", "equity_curve",
+           "format_summary", "replay_report", "timings"]

@@ -18,11 +18,12 @@ from core.types import FLAG_END_OF_EVENT, MD_EVENT
 class ReplayClock:
     """Monotonic time driven by the data (replay): ``set_ns`` jumps forward only."""
 
-    __slots__ = ("_now", "_wall_offset")
+    __slots__ = ("_now", "_wall_offset", "first_ns")
 
     def __init__(self, start_ns: int = 0, wall_offset_ns: int = 0) -> None:
         self._now = int(start_ns)
         self._wall_offset = int(wall_offset_ns)
+        self.first_ns = 0  # the data's first time (the backtest's start), 0 until set
 
     def now_ns(self) -> int:
         return self._now
@@ -33,6 +34,8 @@ class ReplayClock:
     def set_ns(self, t: int) -> None:
         if t > self._now:
             self._now = int(t)
+            if not self.first_ns:
+                self.first_ns = self._now
 
     def advance(self, ns: int) -> None:
         self._now += max(0, int(ns))

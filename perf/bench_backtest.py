@@ -46,7 +46,7 @@ Figures:
 
 The JSON also has the time of each stage of the batched run, and the run's
 backtest report (``core.backtest_stats``): ``DIR/backtest_report.json`` and the
-equity + inventory plot ``DIR/backtest_equity.png`` (``perf.plots``).
+equity + inventory plot ``DIR/backtest_equity.png`` (``daemon.plots``).
 
 Run: ``python -m perf.bench_backtest [--out DIR] [--quick] [--events N]``.
 """
@@ -589,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     plot = None
     if not args.no_plot:
         try:
-            from perf.plots import equity_plot
+            from daemon.plots import equity_plot
 
             syms = [i.symbol for i in stream.market.config.instruments]
             plot = str(equity_plot(res.curve_ns, res.curve_pnl, res.curve_pos,

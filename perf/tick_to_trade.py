@@ -40,7 +40,7 @@ Writes ``DIR/tick_to_trade.json`` (figures ``in_process_p50_us`` target 10,
 ``in_process_p99_us`` target 25, ``in_process_p999_us``, ``wire_to_wire_p50_us``
 target 15, ``wire_to_wire_p99_us`` target 40; p50/p90/p99/p99.9/max/count per
 stage), ``DIR/tick_to_trade.txt`` (the table) and ``DIR/tick_to_trade.png``
-(``perf.plots.latency_plot``).
+(``daemon.plots.latency_plot``).
 """
 
 from __future__ import annotations
@@ -496,7 +496,7 @@ def run(seconds: float, rate: float, out: Path, *, seed: int = 7, cores: str | N
     plot_path = None
     if plot and dsum["recorder"]:
         try:
-            from perf.plots import latency_plot
+            from daemon.plots import latency_plot
 
             shown = {k: samples[k] for k in ("in_process", *STAGES)}
             shown["wire_to_wire"] = wire_first

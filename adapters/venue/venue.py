@@ -447,7 +447,8 @@ class Venue:
         self.iterations += 1
         return work
 
-    def _next_deadline(self, now: int) -> int:
+    def next_deadline(self, now: int) -> int:
+        """Market time of the next thing the venue must do by itself (no request)."""
         d = min(self.snapshots.next_ns, self.definitions.next_ns,
                 self.publisher.last_send_ns + self.publisher.heartbeat_ns,
                 self.handler.next_due_ns())
@@ -459,7 +460,7 @@ class Venue:
 
     def _wait(self) -> None:
         now = self.clock.now_ns()
-        timeout_ns = min(self._next_deadline(now) - now, self.cfg.venue.max_wait_us * 1000)
+        timeout_ns = min(self.next_deadline(now) - now, self.cfg.venue.max_wait_us * 1000)
         if timeout_ns <= 0:
             return
         fds: list[Any] = []

@@ -15,6 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", default="-", help="JSON report path ('-': stdout)")
     p.add_argument("--timings", action="store_true",
                    help="add wall-clock figures (not deterministic) under 'timings'")
+    p.add_argument("--plot", default="", metavar="PNG",
+                   help="also plot equity (drawdown shaded) and inventory over time "
+                   "(needs matplotlib: pip install 'nanoarb[perf]')")
     p.add_argument("--start-active", action="store_true",
                    help="trade from the first event (default: as risk.start_active says)")
 
@@ -43,6 +46,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"nanoarb replay: {exc}", file=sys.stderr)
         return 2
     report = replay_report(result, list(args.data))
+    if args.plot:
+        try:
+            from daemon.plots import equity_plot
+            from daemon.report import equity_curve, fills_of
+
+            times, equity, pos = equity_curve(result, fills_of(result))
+            equity_plot(times, equity, pos, args.plot, title="nanoarb replay",
+                        position_labels=result.engine.symbols)
+        except ImportError:
+            print("nanoarb replay: --plot needs matplotlib (pip install 'nanoarb[perf]')",
+                  file=sys.stderr)
+            return 2
     if args.timings:
         report["timings"] = timings(result)
     text = dumps_report(report)

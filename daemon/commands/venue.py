@@ -1,10 +1,12 @@
-"""``nanoarb venue --config FILE [--seconds N]``: the exchange simulator process.
+"""``nanoarb venue --config FILE [--seconds N] [--record PCAP]``: the exchange simulator.
 
 Publishes MDP 3.0 (incremental feeds A and B, snapshot loop, definition loop) and
 accepts iLink 3 sessions, as CME does, from a venue config (``configs/venue.toml``).
 Prints one JSON line on stdout when ready (the order-entry and control ports it
 got), one JSON summary line at exit. Stops cleanly on SIGTERM/SIGINT (or after
 ``--seconds``): sessions closed, packets flushed, the latency record written.
+With ``--record PCAP`` it serves nothing: the market runs offline for ``--seconds``
+of market time and is written to a capture (``adapters.venue.record``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-file", default=None, metavar="PATH",
                    help="write the latency record here at exit (.npy or .jsonl); "
                    "overrides venue.latency_file")
+    p.add_argument("--record", default=None, metavar="PCAP",
+                   help="do not serve: run the market offline for --seconds of market time "
+                   "(default 60) and write everything it publishes to PCAP (deterministic)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +51,16 @@ def run(args: argparse.Namespace) -> int:
     if args.seconds is not None and args.seconds <= 0:
         print("nanoarb venue: --seconds must be > 0", file=sys.stderr)
         return 2
+    if args.record is not None:
+        from adapters.venue.record import record_capture
+
+        try:
+            summary = record_capture(cfg, args.record, args.seconds or 60.0)
+        except (OSError, ValueError) as exc:
+            print(f"nanoarb venue: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(summary, default=str), flush=True)
+        return 0
     try:
         venue = Venue(cfg)
         venue.install_signal_handlers()

@@ -1,4 +1,4 @@
-"""Plots of the perf harness and the backtest report (matplotlib, the ``perf`` extra).
+"""Plots of the backtest report and the perf harness (matplotlib, the ``perf`` extra).
 
 matplotlib is imported inside each function (Agg backend: no display needed), so
 importing this module costs nothing and the daemon never loads it.
