@@ -11,23 +11,13 @@ variables that hold them (``access_key_env``/``secret_key_env``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
-
-class ConfigError(ValueError):
-    """A configuration problem; ``key`` is the dotted path of the offending key ('' if none)."""
-
-    def __init__(self, key: str, reason: str, path: str | None = None):
-        self.key = key
-        self.reason = reason
-        self.path = path
-        where = f"{path}: " if path else ""
-        super().__init__(f"{where}{key + ': ' if key else ''}{reason}")
+from adapters.toml_config import ConfigError, decode_toml
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -192,12 +182,6 @@ class Config(_Section, frozen=True):
     log: LogConfig = LogConfig()
 
 
-_AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-
-
-def _dotted(path: str) -> str:
-    # msgspec paths look like ".risk.max_order_qty" or ".instruments[0].tick"
-    return path.lstrip(".")
 
 
 def _validate(cfg: Config) -> None:
@@ -270,25 +254,7 @@ def _validate(cfg: Config) -> None:
 
 def parse_config(data: bytes | str, path: str | None = None) -> Config:
     """Parse TOML text into a validated ``Config``; raise ``ConfigError`` naming the key."""
-    raw = data.encode() if isinstance(data, str) else data
-    try:
-        cfg = msgspec.toml.decode(raw, type=Config)
-    except msgspec.ValidationError as exc:
-        m = _AT.match(str(exc))
-        assert m is not None
-        reason, at = m.group("reason"), m.group("path") or ""
-        unknown = re.match(r"Object contains unknown field `([^`]+)`", reason)
-        if unknown:
-            key = ".".join(p for p in (_dotted(at), unknown.group(1)) if p)
-            raise ConfigError(key, "unknown key", path) from None
-        raise ConfigError(_dotted(at), reason, path) from None
-    except msgspec.DecodeError as exc:
-        raise ConfigError("", f"not valid TOML: {exc}", path) from None
-    try:
-        _validate(cfg)
-    except ConfigError as exc:
-        raise ConfigError(exc.key, exc.reason, path) from None
-    return cfg
+    return decode_toml(data, Config, path, _validate)
 
 
 def load_config(path: str | Path) -> Config:

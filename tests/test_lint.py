@@ -28,3 +28,20 @@ def test_mypy_clean() -> None:
         cwd=REPO, capture_output=True, text=True,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_imports_flow_daemon_to_adapters_to_core() -> None:
+    """core imports neither adapters nor daemon; adapters do not import daemon."""
+    import ast
+
+    forbidden = {"core": ("adapters", "daemon"), "adapters": ("daemon",)}
+    bad = []
+    for pkg, others in forbidden.items():
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom)
+                         and node.level == 0 else [])
+                bad += [f"{path.relative_to(REPO)}: {n}" for n in names
+                        if n.split(".")[0] in others]
+    assert not bad, bad

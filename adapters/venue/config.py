@@ -22,7 +22,7 @@ from typing import Literal
 
 import msgspec
 
-from daemon.config import ConfigError
+from adapters.toml_config import ConfigError, decode_toml
 
 __all__ = [
     "ConfigError",
@@ -163,7 +163,6 @@ class VenueConfig(_Section, frozen=True):
     faults: list[FaultConfig] = []
 
 
-_AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _MATURITY = re.compile(r"^\d{6}$")
 
 
@@ -275,25 +274,7 @@ def _validate(cfg: VenueConfig) -> None:
 
 def parse_venue_config(data: bytes | str, path: str | None = None) -> VenueConfig:
     """TOML text -> validated ``VenueConfig``; ``ConfigError`` naming the key otherwise."""
-    raw = data.encode() if isinstance(data, str) else data
-    try:
-        cfg = msgspec.toml.decode(raw, type=VenueConfig)
-    except msgspec.ValidationError as exc:
-        m = _AT.match(str(exc))
-        assert m is not None
-        reason, at = m.group("reason"), (m.group("path") or "").lstrip(".")
-        unknown = re.match(r"Object contains unknown field `([^`]+)`", reason)
-        if unknown:
-            key = ".".join(p for p in (at, unknown.group(1)) if p)
-            raise ConfigError(key, "unknown key", path) from None
-        raise ConfigError(at, reason, path) from None
-    except msgspec.DecodeError as exc:
-        raise ConfigError("", f"not valid TOML: {exc}", path) from None
-    try:
-        _validate(cfg)
-    except ConfigError as exc:
-        raise ConfigError(exc.key, exc.reason, path) from None
-    return cfg
+    return decode_toml(data, VenueConfig, path, _validate)
 
 
 def load_venue_config(path: str | Path) -> VenueConfig:
