@@ -496,8 +496,9 @@ class HotLoop:
     def _model_python(self, completed: int) -> None:
         """Features (and the model through its Python entry) when the C API is not there."""
         p = self.p
-        dk._copy_features(p.market.completed_rows, completed, self.slot_of_row, p.market.fstate,
-                         FS_FEATURES, N_FEATURES, self.features, self.model_in)
+        self._model(p.market.completed_rows, completed, self.slot_of_row, p.market.fstate,
+                    FS_FEATURES, N_FEATURES, self.features, self.model_in, self.model_ctl,
+                    self.model_state, self.model_out, self.alpha, False)  # features only
         r = p.runner
         if r is None:
             return

@@ -99,26 +99,6 @@ def _model_completed(completed: Any, n_completed: int, slot_of_row: Any, fstate:
 
 
 @njit(cache=True)
-def _copy_features(completed: Any, n_completed: int, slot_of_row: Any, fstate: Any,
-                   feat_col: int, n_feat: int, features: Any, model_in: Any) -> int:
-    """The feature copy of ``_model_completed`` alone (a model run from Python)."""
-    k = 0
-    for j in range(n_completed):
-        r = completed[j]
-        if r < 0 or r >= slot_of_row.shape[0]:
-            continue
-        s = slot_of_row[r]
-        if s < 0:
-            continue
-        for f in range(n_feat):
-            v = fstate[r, feat_col + f]
-            features[s, f] = v
-            model_in[s, f] = v
-        k += 1
-    return k
-
-
-@njit(cache=True)
 def _market_view(market: Any, books: Any, inst_state: Any, rows: Any, seq_status: Any,
                  seq_rows: Any, now_ns: int) -> None:
     """MARKET_VIEW of each traded instrument: the books, then the sequencer's verdict."""

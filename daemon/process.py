@@ -94,8 +94,26 @@ def start_control_plane(spec: Any, block: Any, cfg: Config, *, journal: str,
     # the control plane never needs the exchange credentials
     env.pop(cfg.gateway.access_key_env, None)
     env.pop(cfg.gateway.secret_key_env, None)
-    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, close_fds=True,
-                            start_new_session=False)
+    cp = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, close_fds=True,
+                          start_new_session=False)
+    keep_off_hot_cores(cp.pid, cfg.process.cpu_affinity)
+    return cp
+
+
+def keep_off_hot_cores(pid: int, hot_cpus: Sequence[int]) -> bool:
+    """Pin a helper process (control plane, scraper) to the CPUs the hot loop does not
+    use: a scrape or a log flush must never take the hot loop's core. False when the
+    hot loop is not pinned or no other CPU is allowed."""
+    if not hot_cpus or not hasattr(os, "sched_setaffinity"):
+        return False
+    others = set(os.sched_getaffinity(0)) - {int(c) for c in hot_cpus}
+    if not others:
+        return False
+    try:
+        os.sched_setaffinity(pid, others)
+    except OSError:  # the process already exited, or a cpuset forbids it
+        return False
+    return True
 
 
 def _wait_control_plane(cp: subprocess.Popen[bytes], block: Any,
@@ -287,4 +305,4 @@ def run_daemon(cfg: Config, *, mode: str | None = None, config_path: str | None 
     return result
 
 
-__all__ = ["RunResult", "run_daemon", "start_control_plane"]
+__all__ = ["RunResult", "keep_off_hot_cores", "run_daemon", "start_control_plane"]

@@ -6,7 +6,8 @@ synthetic market (core.synthetic events released on a real-time schedule at
 in-process simulated venue; the control plane as its real child process (uvloop,
 prometheus-client on 127.0.0.1) reading the shared block. A scraper in a third
 process (like Prometheus: never in the daemon) GETs /metrics every 100 ms in the
-second phase only.
+second phase only. As deployed, the hot loop is pinned to a core of its own and the
+control plane and the scraper to the others (``daemon.process.keep_off_hot_cores``).
 
 The tick time is measured by the hot loop itself: datagram in hand -> decided and
 sent, every tick (HotLoop.tick_ns). Phases alternate (quiet, scraped, quiet,
@@ -87,20 +88,27 @@ def run(rate: float, phase_s: float, rounds: int) -> dict[str, Any]:
     from daemon.engine import build
     from daemon.hotloop import HotLoop, LoopParts, Shared
     from daemon.metrics import Publisher, daemon_spec
-    from daemon.process import start_control_plane
+    from daemon.process import keep_off_hot_cores, start_control_plane
     from daemon.tuning import freeze_gc
 
     port = _free_port()
     base = demo_config()
+    # as deployed: the hot loop on a core of its own (the last one), the control plane
+    # and the scraper kept off it (on a one-CPU machine everything shares it)
+    cpus = sorted(os.sched_getaffinity(0))
+    hot = [cpus[-1]] if len(cpus) > 1 else []
     cfg = msgspec.structs.replace(
         base, metrics=msgspec.structs.replace(base.metrics, enabled=True, port=port),
-        risk=msgspec.structs.replace(base.risk, start_active=True))
+        risk=msgspec.structs.replace(base.risk, start_active=True),
+        process=msgspec.structs.replace(base.process, cpu_affinity=hot))
     n_events = int(rate * phase_s * 2 * rounds + rate * 5)
     eng = build(cfg, mode="replay", data=[f"synthetic:{n_events}"], clock=MonotonicClock())
     spec = daemon_spec(eng.symbols)
     block = spec.create()
     tmp = tempfile.mkdtemp(prefix="nanoarb-bench-")
     cp = start_control_plane(spec, block, cfg, journal="", control_socket="", tmpdir=tmp)
+    if hot:
+        os.sched_setaffinity(0, hot)
     source = PacedSource(eng.source, rate)
     parts = LoopParts(clock=eng.clock, source=source, market=eng.market, core=eng.core,
                       gateway=eng.gateway, traded_rows=eng.traded_rows, runner=eng.runner,
@@ -140,6 +148,7 @@ def run(rate: float, phase_s: float, rounds: int) -> dict[str, Any]:
             state["proc"] = subprocess.Popen([sys.executable, "-c", SCRAPER, url, "0.1"],
                                              stdout=subprocess.DEVNULL,
                                              stderr=subprocess.DEVNULL)
+            keep_off_hot_cores(state["proc"].pid, hot)
         state["phase"] = ph
         state["until"] = time.monotonic() + phase_s
         return False
@@ -155,7 +164,8 @@ def run(rate: float, phase_s: float, rounds: int) -> dict[str, Any]:
     q = np.concatenate(quiet) if quiet else np.zeros(0, np.int64)
     s = np.concatenate(scraped) if scraped else np.zeros(0, np.int64)
     return {"quiet": percentiles_us(q), "scraped": percentiles_us(s),
-            "scrapes": scrapes[0], "rate": rate, "phase_s": phase_s, "rounds": rounds,
+            "scrapes": scrapes[0], "hot_loop_cpus": hot, "rate": rate, "phase_s": phase_s,
+            "rounds": rounds,
             "fills": int(eng.core.trader[0]["report_counts"][4])}
 
 

@@ -195,3 +195,18 @@ def test_exits_when_parent_dies(tmp_path: Path) -> None:
         if parent.poll() is None:
             parent.kill()
         block.close()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_control_plane_is_kept_off_the_hot_loops_core() -> None:
+    from daemon.process import keep_off_hot_cores
+
+    hot = [max(os.sched_getaffinity(0))]
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert keep_off_hot_cores(child.pid, hot)
+        assert os.sched_getaffinity(child.pid) == set(os.sched_getaffinity(0)) - set(hot)
+        assert not keep_off_hot_cores(child.pid, [])  # hot loop not pinned: left alone
+    finally:
+        child.kill()
+        child.wait()
