@@ -165,7 +165,6 @@ def run(rate: float, phase_s: float, rounds: int) -> dict[str, Any]:
         block["heartbeat"][3] = -1
         cp.wait(timeout=10)
         eng.close()
-        del loop, parts  # their views of the block go before its mapping does
         block.close()  # unlinks the segment (it is not in the resource tracker)
     q = np.concatenate(quiet) if quiet else np.zeros(0, np.int64)
     s = np.concatenate(scraped) if scraped else np.zeros(0, np.int64)
