@@ -56,6 +56,7 @@ from core.types import (
     RISK_OK,
     RISK_OPERATOR,
     ROLE_DEFINITION,
+    ROLE_INCREMENTAL,
     ROLE_SNAPSHOT,
 )
 from daemon import kernels as dk
@@ -458,7 +459,9 @@ class HotLoop:
             completed = (self._apply(rows, k_rows, self.appl[c] if c < self.appl.shape[0]
                                      else -1, p.market.arena, self._rec_i, self._rec_f)
                          if k_rows else 0)
-            trig = int(self._rx_seq[0])
+            # Only an incremental packet's MsgSeqNum names a packet the venue timed: a
+            # snapshot-loop MsgSeqNum would pair the order with an unrelated old packet.
+            trig = int(self._rx_seq[0]) if role == ROLE_INCREMENTAL else 0
         t1 = perf()
         if p.sim is not None and k_rows:
             p.sim.on_market_data(rows, k_rows)

@@ -478,10 +478,9 @@ def run(seconds: float, rate: float, out: Path, *, seed: int = 7, cores: str | N
     wire_all = wire_samples(rows, first_per_trigger=False)
     suspect = int((wire_all > 1_000_000_000).sum())
     if suspect:
-        notes.append(f"{suspect} order(s) more than 1 s after their trigger packet: most "
-                     "likely triggered by a snapshot-feed packet, whose MsgSeqNum the venue "
-                     "reads as an incremental one (the daemon sets trigger_seq for every "
-                     "feed); kept in the figures")
+        notes.append(f"{suspect} order(s) more than 1 s after their trigger packet "
+                     "(the daemon names only incremental packets as triggers): kept in "
+                     "the figures")
     stats["wire_to_wire"] = percentiles_us(wire_first)
     stats["wire_to_wire_every_order"] = percentiles_us(wire_all)
     figures = figures_of(stats)
