@@ -723,18 +723,15 @@ def _ssm_scan(U, a, gid, states, last):
 
 
 @njit(cache=True)
-def _ssm_batch(X, gid, a, c, B, W, b, mu, alpha_h, last, logits, alpha, ok):
-    """The exported SSM over every row in one pass (float32, as onnxruntime computes it):
-    carry = a * s + c; s = x @ B + carry; logits = s @ W + b; alpha; finiteness.
-    Inner loops run over contiguous output columns so they vectorise without fastmath."""
-    n, F = X.shape
+def _ssm_rows(X, gid, a, c, B, W, b, mu, h, last, logits, full, alpha, ok, t0, t1):
+    """The SSM row by row, every logit computed (the exact reference order of ``_ssm_batch``)."""
+    F = X.shape[1]
     S = a.shape[0]
     K = W.shape[1]
     s = np.empty(S, np.float32)
-    h = 3 * alpha_h
-    for t in range(n):
-        g = gid[t]
-        prev = last[g]
+    row = np.empty(K, np.float32)
+    for t in range(t0, t1):
+        prev = last[gid[t]]
         for j in range(S):
             s[j] = a[j] * prev[j] + c[j]
         for f in range(F):
@@ -742,7 +739,6 @@ def _ssm_batch(X, gid, a, c, B, W, b, mu, alpha_h, last, logits, alpha, ok):
             Bf = B[f]
             for j in range(S):
                 s[j] += xf * Bf[j]
-        row = logits[t]
         for k in range(K):
             row[k] = b[k]
         good = True
@@ -757,6 +753,8 @@ def _ssm_batch(X, gid, a, c, B, W, b, mu, alpha_h, last, logits, alpha, ok):
         for k in range(K):
             if not math.isfinite(row[k]):
                 good = False
+            if full:
+                logits[t, k] = row[k]
         if good and K > 0:
             alpha[t] = _expected_move(row[h], row[h + 1], row[h + 2], mu[h], mu[h + 1], mu[h + 2])
         else:
@@ -764,6 +762,115 @@ def _ssm_batch(X, gid, a, c, B, W, b, mu, alpha_h, last, logits, alpha, ok):
         if not good:
             prev[:] = 0.0  # as the hot path does: a poisoned state restarts from zero
         ok[t] = good
+
+
+_SSM_BLOCK = 64  # rows per block of the batch readout
+_SIMD = 8  # float32 lanes of AVX2: the recurrence runs on state vectors padded to this
+_FINITE_BOUND = np.float32(1e38)  # a logit bounded by this is finite (float32 max 3.4e38)
+
+
+@njit(cache=True)
+def _ssm_batch(X, gid, a, c, B, W, b, mu, alpha_h, last, logits, alpha, ok):
+    """The exported SSM over every row (float32, as onnxruntime computes it):
+    carry = a * s + c; s = x @ B + carry; logits = s @ W + b; alpha; finiteness.
+
+    ``logits`` [n, K] receives every logit, or has 0 columns: then only alpha's
+    three are computed, and the others are proved finite by a bound instead.
+    Per block of rows: the recurrence row by row, then the readout over the
+    block's rows at once (independent sums: they vectorise and do not wait on
+    each other). Every sum runs in the order of ``_ssm_rows``, so the results
+    are bit for bit the same; a block with a non-finite row (its state restarts
+    from zero, which changes the rows after it) is redone by ``_ssm_rows``."""
+    n, F = X.shape
+    S = a.shape[0]
+    K = W.shape[1]
+    h = 3 * alpha_h
+    full = logits.shape[1] > 0
+    if K == 0 or n == 0:
+        _ssm_rows(X, gid, a, c, B, W, b, mu, h, last, logits, full, alpha, ok, 0, n)
+        return
+    k0 = 0 if full else h
+    nk = K if full else 3
+    # |logit k| <= |b_k| + sum_j |s_j| |W_jk| (within float32 rounding): wmax_j = max_k |W_jk|
+    wmax = np.zeros(S, np.float32)
+    for j in range(S):
+        for k in range(K):
+            wmax[j] = max(wmax[j], abs(W[j, k]))
+    bmax = np.float32(0.0)
+    for k in range(K):
+        bmax = max(bmax, abs(b[k]))
+    R = _SSM_BLOCK
+    st = np.empty((S, R), np.float32)  # the block's states, transposed: [j, row]
+    acc = np.empty((nk, R), np.float32)
+    bound = np.empty(R, np.float32)
+    # the recurrence on state vectors padded to whole SIMD blocks (padding lanes never read)
+    Sp = (S + _SIMD - 1) // _SIMD * _SIMD
+    ap = np.zeros(Sp, np.float32)
+    cp = np.zeros(Sp, np.float32)
+    Bp = np.zeros((F, Sp), np.float32)
+    ap[:S] = a
+    cp[:S] = c
+    Bp[:, :S] = B
+    lp = np.zeros((last.shape[0], Sp), np.float32)
+    lp[:, :S] = last
+    saved = np.empty_like(lp)
+    s = np.empty(Sp, np.float32)
+    for t0 in range(0, n, R):
+        t1 = min(t0 + R, n)
+        m = t1 - t0
+        saved[:] = lp
+        for u in range(m):
+            prev = lp[gid[t0 + u]]
+            for j in range(Sp):
+                s[j] = ap[j] * prev[j] + cp[j]
+            for f in range(F):
+                xf = X[t0 + u, f]
+                Bf = Bp[f]
+                for j in range(Sp):
+                    s[j] += xf * Bf[j]
+            for j in range(Sp):
+                prev[j] = s[j]
+            for j in range(S):
+                st[j, u] = s[j]
+        for q in range(nk):
+            bk = b[k0 + q]
+            for u in range(m):
+                acc[q, u] = bk
+            for j in range(S):
+                w = W[j, k0 + q]
+                for u in range(m):
+                    acc[q, u] += st[j, u] * w
+        if not full and nk < K:
+            for u in range(m):
+                bound[u] = bmax
+            for j in range(S):
+                wj = wmax[j]
+                for u in range(m):
+                    bound[u] += abs(st[j, u]) * wj
+        else:
+            bound[:m] = 0.0
+        good = True
+        for u in range(m):
+            # a non-finite state makes every logit non-finite: the computed ones tell
+            for q in range(nk):
+                if not math.isfinite(acc[q, u]):
+                    good = False
+            if not bound[u] < _FINITE_BOUND:
+                good = False
+        if not good:
+            last[:] = saved[:, :S]
+            _ssm_rows(X, gid, a, c, B, W, b, mu, h, last, logits, full, alpha, ok, t0, t1)
+            lp[:, :S] = last
+            continue
+        for u in range(m):
+            t = t0 + u
+            if full:
+                for q in range(nk):
+                    logits[t, q] = acc[q, u]
+            alpha[t] = _expected_move(acc[h - k0, u], acc[h - k0 + 1, u], acc[h - k0 + 2, u],
+                                      mu[h], mu[h + 1], mu[h + 2])
+            ok[t] = True
+    last[:] = lp[:, :S]
 
 
 @njit(cache=True)

@@ -344,7 +344,7 @@ def run_batched(parts: Parts, chunk_packets: int = CHUNK_PACKETS) -> RunResult:
     rec_f = np.zeros((rec_cap, REC_F_WIDTH), dtype=np.float64)
     X = np.zeros((rec_cap, N_FEATURES), dtype=np.float32)
     gid = np.zeros(rec_cap, dtype=np.int64)
-    logits = np.zeros((rec_cap, max(model.info.n_logits, 1)), dtype=np.float32)
+    logits = np.zeros((rec_cap, 0), dtype=np.float32)  # alpha only: no logit is kept
     rec_alpha = np.zeros(rec_cap, dtype=np.float32)
     rec_ok = np.zeros(rec_cap, dtype=np.bool_)
     w = model._ssm_weights()

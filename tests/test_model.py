@@ -432,3 +432,60 @@ def test_shipped_default_model_meets_the_contract() -> None:
     with m.runner() as r:
         r.features[0] = sequence(1)[0]
         assert r.step(0) and np.isfinite(r.alpha[0])
+
+
+def _ssm_reference(X: np.ndarray, gid: np.ndarray, w: tuple[np.ndarray, ...], mu: np.ndarray,
+                   h: int, n_groups: int) -> tuple[np.ndarray, ...]:
+    """The SSM batch in plain Python, float32 scalar by scalar in the kernel's order."""
+    a, c, B, W, b = w
+    f32 = np.float32
+    S, K = W.shape
+    last = np.zeros((n_groups, S), np.float32)
+    logits = np.zeros((len(X), K), np.float32)
+    alpha = np.zeros(len(X), np.float32)
+    ok = np.zeros(len(X), np.bool_)
+    with np.errstate(all="ignore"):
+        for t in range(len(X)):
+            prev = last[gid[t]]
+            s = [f32(a[j] * prev[j]) + c[j] for j in range(S)]
+            for f in range(X.shape[1]):
+                s = [s[j] + f32(X[t, f] * B[f, j]) for j in range(S)]
+            row = list(b)
+            for j in range(S):
+                row = [row[k] + f32(s[j] * W[j, k]) for k in range(K)]
+            good = bool(np.all(np.isfinite(s)) and np.all(np.isfinite(row)))
+            logits[t] = row
+            last[gid[t]] = s if good else 0.0
+            if good:  # the softmax-mean helper itself, on the float32 logits
+                alpha[t] = md._expected_move(*row[3 * h:3 * h + 3], *mu[3 * h:3 * h + 3])
+            ok[t] = good
+    return logits, alpha, ok, last
+
+
+def test_ssm_batch_kernel_matches_a_plain_reference_bit_for_bit() -> None:
+    m = md.load_model()
+    w = m._ssm_weights()
+    assert w is not None
+    a, c, B, W, b = w
+    B, W = np.ascontiguousarray(B), np.ascontiguousarray(W)
+    mu = m.info.class_mean_ticks.astype(np.float64).ravel()
+    h = int(m.info.alpha_horizon)
+    rng = np.random.default_rng(11)
+    n = 300  # several 64-row blocks and a partial one
+    X = rng.normal(size=(n, N_FEATURES)).astype(np.float32)
+    gid = rng.integers(0, 3, n).astype(np.int64)
+    X[70, 3] = np.nan  # a poisoned row: its state restarts, the block is redone row by row
+    X[200, 1] = np.float32(1e37)  # finite state, logits far out: the finiteness bound fails
+    ref_logits, ref_alpha, ref_ok, ref_last = _ssm_reference(X, gid, (a, c, B, W, b), mu, h, 3)
+    assert not ref_ok[70] and ref_ok[:70].all() and ref_ok[71:200].all()
+    for full in (True, False):
+        last = np.zeros((3, a.shape[0]), np.float32)
+        logits = np.zeros((n, W.shape[1] if full else 0), np.float32)
+        alpha = np.full(n, -1.0, np.float32)
+        ok = np.zeros(n, np.bool_)
+        md._ssm_batch(X, gid, a, c, B, W, b, mu, h, last, logits, alpha, ok)
+        assert np.array_equal(ok, ref_ok)
+        assert np.array_equal(alpha.view(np.uint32), ref_alpha.view(np.uint32))
+        assert np.array_equal(last.view(np.uint32), ref_last.view(np.uint32))
+        if full:
+            assert np.array_equal(logits.view(np.uint32), ref_logits.view(np.uint32))
