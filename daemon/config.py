@@ -31,6 +31,10 @@ class ProcessConfig(_Section, frozen=True):
     mlockall: bool = False
     numba_cache_dir: str = ""  # empty: numba's default (next to the sources)
     gc_freeze: bool = True
+    # While the feed is idle, run the model on a scratch slot this often (0: never):
+    # with ~1 ms between packets the caches and TLBs go cold and the next real
+    # inference costs 2-5x its warm time (measured; see README "Keeping the hot path warm").
+    keep_warm_us: int = 100
 
 
 class ChannelAddress(_Section, frozen=True):
@@ -194,6 +198,8 @@ def _validate(cfg: Config) -> None:
     for i, cpu in enumerate(cfg.process.cpu_affinity):
         need(cpu >= 0, f"process.cpu_affinity[{i}]", "must be >= 0")
     need(1 <= cfg.process.sched_priority <= 99, "process.sched_priority", "must be in 1..99")
+    need(0 <= cfg.process.keep_warm_us <= 100_000, "process.keep_warm_us",
+         "must be in 0..100000 (0: off)")
     r = cfg.risk
     need(r.max_order_qty > 0, "risk.max_order_qty", "must be > 0")
     need(r.max_position >= 0, "risk.max_position", "must be >= 0")

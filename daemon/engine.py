@@ -265,7 +265,8 @@ def build(cfg: Config, *, mode: str | None = None, data: Sequence[str] = (),
         from core.model import load_model
 
         model = load_model(cfg.model.path or None)
-        runner = model.runner(n_slots=len(contracts))
+        # one slot per traded instrument, plus a scratch slot the idle loop keeps warm
+        runner = model.runner(n_slots=len(contracts) + 1)
     gateway, sim = _gateway(cfg, mode, clock, contracts, environ)
     return Engine(cfg=cfg, mode=mode, clock=clock, source=source, market=market, core=core,
                   gateway=gateway, runner=runner, table=table,

@@ -282,8 +282,10 @@ def child_main(spec_path: str) -> int:
     cfg = daemon_config(venue)
     cfg = msgspec.structs.replace(
         cfg,
-        process=msgspec.structs.replace(cfg.process, cpu_affinity=[int(spec["core"])],
-                                        sched_fifo=bool(spec["fifo"])),
+        process=msgspec.structs.replace(
+            cfg.process, cpu_affinity=[int(spec["core"])], sched_fifo=bool(spec["fifo"]),
+            keep_warm_us=(cfg.process.keep_warm_us if spec.get("keep_warm_us") is None
+                          else int(spec["keep_warm_us"]))),
         metrics=msgspec.structs.replace(cfg.metrics, enabled=False),
         control=msgspec.structs.replace(cfg.control, socket=str(out) + ".sock"))
     state: dict[str, Any] = {"ring": None}
@@ -313,6 +315,9 @@ def child_main(spec_path: str) -> int:
         "datagrams": int(loop.counters[3]),
         "ticks": int(loop.counters[1]),
         "model_runs": int(loop.counters[2]),
+        "keep_warm_us": int(loop.keep_warm_ns // 1000),
+        "warm_runs": int(loop.warm_runs),
+        "loop_iterations": int(loop.counters[0]),
         "decides": int(t["n_decides"]),
         "orders_new": int(t["action_counts"][1]),
         "orders_cancel": int(t["action_counts"][2]),
@@ -383,7 +388,8 @@ def _cores(arg: str | None) -> tuple[int, int]:
 
 def run(seconds: float, rate: float, out: Path, *, seed: int = 7, cores: str | None = None,
         control_plane: bool = False, fifo: bool = False, plot: bool = True,
-        keep_raw: bool = False, timeout_s: float = 900.0) -> dict[str, Any]:
+        keep_raw: bool = False, timeout_s: float = 900.0,
+        keep_warm_us: int | None = None) -> dict[str, Any]:
     from adapters.venue.config import load_venue_config
     from adapters.venue.latency import read_latency_file
     from daemon.demo import DemoVenue, demo_credentials
@@ -413,6 +419,7 @@ def run(seconds: float, rate: float, out: Path, *, seed: int = 7, cores: str | N
             spec = {"ports": venue.ports, "order_entry_port": venue.order_entry_port,
                     "core": d_core, "fifo": fifo, "control_plane": control_plane,
                     "seconds": seconds, "ring": int(max(seconds * rate * 8, 1 << 16)),
+                    "keep_warm_us": keep_warm_us,
                     "out_prefix": str(prefix)}
             spec_path = Path(tmp) / "spec.json"
             spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -488,7 +495,8 @@ def run(seconds: float, rate: float, out: Path, *, seed: int = 7, cores: str | N
     measured = [s for s in STAGES if stats.get(s, {}).get("count")]
     worst = max(measured, key=lambda s: stats[s]["p50"]) if measured else "none measured"
     header = (f"tick-to-trade: {seconds} s, {rate} arrivals/s (Poisson, open loop), daemon "
-              f"core {d_core}, venue core {v_core}, load average {load[0]:.2f}\n"
+              f"core {d_core}, venue core {v_core}, keep-warm "
+              f"{dsum.get('keep_warm_us', 0)} us, load average {load[0]:.2f}\n"
               f"largest stage at p50: {worst}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "tick_to_trade.txt").write_text(header + "\n" + table + "\n", encoding="utf-8")
@@ -538,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also run the daemon's control-plane process")
     p.add_argument("--fifo", action="store_true", help="SCHED_FIFO for the daemon")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--keep-warm-us", type=int, default=None, metavar="US",
+                   help="the daemon's process.keep_warm_us (default: the config's; 0: off)")
     p.add_argument("--keep-raw", action="store_true",
                    help="also write the raw daemon ticks and the venue's latency record (.npy)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -549,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     run(seconds, rate, Path(args.out), seed=args.seed, cores=args.cores,
         control_plane=args.control_plane, fifo=args.fifo, plot=not args.no_plot,
-        keep_raw=args.keep_raw)
+        keep_raw=args.keep_raw, keep_warm_us=args.keep_warm_us)
     print(f"[tick_to_trade] done in {time.monotonic() - t0:.0f} s", file=sys.stderr)
     return 0
 

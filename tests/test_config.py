@@ -40,6 +40,7 @@ def test_live_config_holds_no_credentials() -> None:
         ("[strategy]\nquote_size = 100\n", "strategy.quote_size", "max_order_qty"),
         ("[risk]\ndaily_loss_limit = -1.0\n", "risk.daily_loss_limit", "> 0"),
         ('mode = "moon"\n', "mode", "Invalid enum value"),
+        ("[process]\nkeep_warm_us = -5\n", "process.keep_warm_us", "0..100000"),
     ],
 )
 def test_errors_name_the_key(toml: str, key: str, reason: str) -> None:

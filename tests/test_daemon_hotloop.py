@@ -153,3 +153,43 @@ def test_replay_loop_runs_to_the_end_of_the_data(n_events: int) -> None:
     assert loop.counters[3] == n_events + 2  # every event (one opening per instrument)
     fills = sum(int(r.size) for r in loop.journal_reports)
     assert fills > 0
+
+
+def test_keep_warm_runs_the_scratch_slot_and_leaves_the_traded_ones_alone() -> None:
+    from adapters.md_sources import RxSlot, UdpSource
+    from daemon.hotloop import LC_MODEL_RUNS
+
+    loop, eng = _loop()
+    _feed(loop, eng, 300)
+    r = eng.runner
+    n = loop.n
+    assert r.n_slots == n + 1 and loop.warm_slot == n  # one scratch slot past the traded
+    assert loop.counters[LC_MODEL_RUNS] > 0
+    r.features[n] = r.features[0]  # a real input row, as the loop leaves it
+    state, out, alpha = r.state[:n].copy(), r.out[:n].copy(), loop.alpha.copy()
+    runs = int(loop.counters[LC_MODEL_RUNS])
+    scratch_before = r.out[n].copy()
+    for _ in range(3):
+        loop.keep_warm()
+    assert loop.warm_runs == 3
+    assert np.array_equal(r.state[:n], state) and np.array_equal(r.out[:n], out)
+    assert np.array_equal(loop.alpha, alpha)
+    assert int(loop.counters[LC_MODEL_RUNS]) == runs  # not counted as the model's runs
+    assert not np.array_equal(r.out[n], scratch_before)  # the scratch slot did run
+    assert np.isfinite(r.out[n]).all()
+
+    # an idle feed: the spin keeps warm every keep_warm_ns, and not at all when off
+    idle = UdpSource([])
+    idle.open()
+    loop.p.source = idle
+    loop.rx = RxSlot()
+    loop.keep_warm_ns = 100_000
+    loop.warm_runs = 0
+    loop._spin()  # one housekeeping interval (1 ms)
+    assert 3 <= loop.warm_runs <= 11
+    loop.keep_warm_ns = 0
+    loop.warm_runs = 0
+    loop._spin()
+    assert loop.warm_runs == 0
+    assert np.array_equal(loop.alpha, alpha)
+    idle.close()
