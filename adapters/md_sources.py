@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import platform
+import select
 import socket
 import struct
 import sys
@@ -145,24 +147,73 @@ if HAVE_LIBC_POLL:
                 return r
         return 0
 
+    @njit(cache=True, inline="always")
+    def _recvmsg_one(fd: int, j: int, msg: Any, control: Any, out: Any) -> int:
+        """recvmsg on one descriptor; on a datagram ``out`` = [j, kernel ns (0 if none)]."""
+        msg[MH_CONTROLLEN] = CONTROL_WORDS * 8
+        r = _c_recvmsg(fd, msg.ctypes.data, MSG_DONTWAIT)
+        if r > 0:
+            out[0] = j
+            out[1] = 0
+            if msg[MH_CONTROLLEN] >= 32:
+                lt = control[1]  # cmsg_level | cmsg_type << 32
+                if (lt & 0xFFFFFFFF) == SOL_SOCKET and (lt >> 32) == SO_TIMESTAMPNS:
+                    out[1] = control[2] * 1_000_000_000 + control[3]
+        return r
+
     @njit(cache=True)
     def _poll_recvmsg(fds: Any, msg: Any, control: Any, start: int, out: Any) -> int:
         """recvmsg with the SO_TIMESTAMPNS control message: ``out`` = [index, kernel ns]."""
         n_fd = fds.shape[0]
-        mp = msg.ctypes.data
         for k in range(n_fd):
             j = (start + k) % n_fd
-            msg[MH_CONTROLLEN] = CONTROL_WORDS * 8
-            r = _c_recvmsg(fds[j], mp, MSG_DONTWAIT)
+            r = _recvmsg_one(fds[j], j, msg, control, out)
             if r > 0:
-                out[0] = j
-                out[1] = 0
-                if msg[MH_CONTROLLEN] >= 32:
-                    lt = control[1]  # cmsg_level | cmsg_type << 32
-                    if (lt & 0xFFFFFFFF) == SOL_SOCKET and (lt >> 32) == SO_TIMESTAMPNS:
-                        out[1] = control[2] * 1_000_000_000 + control[3]
                 return r
         return 0
+
+    # epoll: one epoll_wait(timeout 0) tells which descriptor has a datagram, so an
+    # empty pass is one system call however many feeds are joined (level-triggered,
+    # one event per call: the kernel requeues a ready descriptor at the tail of its
+    # ready list, so busy feeds take turns). struct epoll_event is packed on x86-64
+    # (events u32, data u64 at offset 4); elsewhere data sits at offset 8. Python's
+    # epoll.register stores the descriptor in data.fd.
+    _c_epoll_wait: Any = types.ExternalFunction(
+        "epoll_wait", types.int32(types.int32, types.uintp, types.int32, types.int32))
+    EV_FD_WORD = 1 if platform.machine() in ("x86_64", "AMD64") else 2
+
+    @njit(cache=True, inline="always")
+    def _ready_index(epfd: int, ev: Any, fds: Any) -> int:
+        """Index in ``fds`` of a descriptor with a datagram waiting, else -1."""
+        if _c_epoll_wait(epfd, ev.ctypes.data, 1, 0) <= 0:
+            return -1
+        fd = ev[EV_FD_WORD]
+        for j in range(fds.shape[0]):
+            if fds[j] == fd:
+                return j
+        return -1
+
+    @njit(cache=True)
+    def _epoll_recvmsg(epfd: int, ev: Any, fds: Any, msg: Any, control: Any, out: Any) -> int:
+        """``_poll_recvmsg`` behind one epoll_wait: the ready descriptor only."""
+        j = _ready_index(epfd, ev, fds)
+        if j < 0:
+            return 0
+        r = _recvmsg_one(fds[j], j, msg, control, out)
+        return r if r > 0 else 0
+
+    @njit(cache=True)
+    def _epoll_recv(epfd: int, ev: Any, fds: Any, buf: Any, out: Any) -> int:
+        """``_poll_recv`` behind one epoll_wait: the ready descriptor only."""
+        j = _ready_index(epfd, ev, fds)
+        if j < 0:
+            return 0
+        r = _c_recv(fds[j], buf.ctypes.data, buf.shape[0], MSG_DONTWAIT)
+        if r <= 0:
+            return 0
+        out[0] = j
+        out[1] = 0
+        return r
 
     @njit(cache=True)
     def _spin_recv(fds: Any, buf: Any, start: int, out: Any, max_spins: int) -> int:
@@ -253,12 +304,14 @@ class UdpSource:
     incremental feeds (``feeds``) are joined; ``join(channel, role)`` /
     ``leave(channel, role)`` add or drop the snapshot or definition feeds.
     ``kernel_timestamps`` turns on SO_TIMESTAMPNS (``rx.recv_ns``, wall clock).
+    ``use_epoll`` (libc path): one ``epoll_wait(0)`` per pass names the descriptor
+    to read, instead of one ``recv`` per joined feed.
     """
 
     def __init__(self, channels: Sequence[ChannelConfig], interface: str = "0.0.0.0",
                  feeds: Iterable[str] = ("A", "B"), rcvbuf_bytes: int = 16 << 20,
                  kernel_timestamps: bool = True, source_specific: bool = False,
-                 use_libc: bool = True) -> None:
+                 use_libc: bool = True, use_epoll: bool = True) -> None:
         self.channels = list(channels)
         self.interface = interface
         self.feeds = tuple(feeds)
@@ -266,6 +319,11 @@ class UdpSource:
         self.timestamps = kernel_timestamps
         self.source_specific = source_specific
         self.use_libc = use_libc and HAVE_LIBC_POLL
+        # one epoll_wait per pass instead of one recv per descriptor (libc path only)
+        self.use_epoll = use_epoll and self.use_libc
+        self._epoll: select.epoll | None = None
+        self._epfd = -1
+        self._ev = np.zeros(4, dtype=np.int32)  # one struct epoll_event (12 or 16 bytes)
         self._socks: list[socket.socket] = []
         self._subs: list[Subscription] = []
         self._fds = np.zeros(0, dtype=np.int32)
@@ -342,6 +400,14 @@ class UdpSource:
 
     def _rebuild(self) -> None:
         self._fds = np.array([s.fileno() for s in self._socks], dtype=np.int32)
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll, self._epfd = None, -1
+        if self.use_epoll and self._socks:
+            self._epoll = select.epoll()
+            for fd in self._fds:
+                self._epoll.register(int(fd), select.EPOLLIN)
+            self._epfd = self._epoll.fileno()
         self._tag_list = [(sub.channel, sub.endpoint.role_code, sub.endpoint.feed_code)
                           for sub in self._subs]
         self._start = 0
@@ -367,7 +433,13 @@ class UdpSource:
             if self.timestamps:
                 if self._rx_buf is not rx.buf:
                     self._bind_rx(rx)
-                n = _poll_recvmsg(fds, self._msg, self._control, self._start, out)
+                if self._epfd >= 0:
+                    n = _epoll_recvmsg(self._epfd, self._ev, fds, self._msg, self._control,
+                                       out)
+                else:
+                    n = _poll_recvmsg(fds, self._msg, self._control, self._start, out)
+            elif self._epfd >= 0:
+                n = _epoll_recv(self._epfd, self._ev, fds, rx.buf, out)
             else:
                 n = _poll_recv(fds, rx.buf, self._start, out)
             if n <= 0:

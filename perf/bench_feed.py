@@ -13,7 +13,8 @@ Figures:
 * ``feed_datagram_call_p50_us`` / ``_p99_us``: one datagram through the live path
   from Python, one ``on_datagram`` call + one ``apply_events`` call per datagram.
 * ``feed_empty_poll_ns`` (target 1000): one empty ``UdpSource.poll`` over feeds A
-  and B (two sockets, libc ``recv`` from numba: two syscalls, no exception).
+  and B (two sockets; one ``epoll_wait(0)`` from numba, the default path).
+  ``feed_empty_poll_recv_ns``: the same with one libc ``recv`` per socket.
   ``feed_empty_poll_python_ns``: the portable path (``socket.recv_into`` and its
   BlockingIOError), for comparison. ``feed_empty_spin_round_ns``: one round of
   the busy-poll loop kept inside numba (``UdpSource.spin``).
@@ -110,11 +111,12 @@ def _udp_pair() -> tuple[Any, Any, list[int]]:
     return ch, None, ports
 
 
-def empty_poll_ns(use_libc: bool, n: int) -> float:
+def empty_poll_ns(use_libc: bool, n: int, use_epoll: bool = True) -> float:
     from adapters.md_sources import RxSlot, UdpSource
 
     ch, _, _ = _udp_pair()
-    src = UdpSource([ch], kernel_timestamps=False, use_libc=use_libc, rcvbuf_bytes=1 << 20)
+    src = UdpSource([ch], kernel_timestamps=False, use_libc=use_libc, rcvbuf_bytes=1 << 20,
+                    use_epoll=use_epoll)
     src.open()
     rx = RxSlot()
     try:
@@ -209,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     n_poll = 20_000 if args.quick else 200_000
     if HAVE_LIBC_POLL:
         figs.append(figure("feed_empty_poll_ns", empty_poll_ns(True, n_poll), "ns", 1000.0,
-                           "lower", sockets=2))
+                           "lower", sockets=2, path="epoll_wait(0), then recv the ready one"))
+        figs.append(figure("feed_empty_poll_recv_ns", empty_poll_ns(True, n_poll, False), "ns",
+                           better="lower", sockets=2, path="one recv per socket"))
         figs.append(figure("feed_empty_spin_round_ns", spin_round_ns(n_poll), "ns",
                            better="lower", sockets=2))
     figs.append(figure("feed_empty_poll_python_ns", empty_poll_ns(False, n_poll // 4), "ns",
