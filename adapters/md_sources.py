@@ -130,20 +130,26 @@ if HAVE_LIBC_POLL:
     MH_CONTROLLEN = 5
     CONTROL_WORDS = 8
 
+    @njit(cache=True, inline="always")
+    def _recv_one(fd: int, j: int, buf: Any, out: Any) -> int:
+        """recv (MSG_DONTWAIT) on one descriptor; on a datagram ``out`` = [j, 0]."""
+        r = _c_recv(fd, buf.ctypes.data, buf.shape[0], MSG_DONTWAIT)
+        if r > 0:
+            out[0] = j
+            out[1] = 0
+        return r
+
     @njit(cache=True)
     def _poll_recv(fds: Any, buf: Any, start: int, out: Any) -> int:
         """recv (MSG_DONTWAIT) on each descriptor from ``start``; first datagram wins.
 
         ``out`` = [descriptor index, receive ns (0)]. Returns the size, 0 if none.
         """
-        p = buf.ctypes.data
         n_fd = fds.shape[0]
         for k in range(n_fd):
             j = (start + k) % n_fd
-            r = _c_recv(fds[j], p, buf.shape[0], MSG_DONTWAIT)
+            r = _recv_one(fds[j], j, buf, out)
             if r > 0:
-                out[0] = j
-                out[1] = 0
                 return r
         return 0
 
@@ -208,12 +214,8 @@ if HAVE_LIBC_POLL:
         j = _ready_index(epfd, ev, fds)
         if j < 0:
             return 0
-        r = _c_recv(fds[j], buf.ctypes.data, buf.shape[0], MSG_DONTWAIT)
-        if r <= 0:
-            return 0
-        out[0] = j
-        out[1] = 0
-        return r
+        r = _recv_one(fds[j], j, buf, out)
+        return r if r > 0 else 0
 
     @njit(cache=True)
     def _spin_recv(fds: Any, buf: Any, start: int, out: Any, max_spins: int) -> int:

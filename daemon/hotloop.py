@@ -339,11 +339,10 @@ class HotLoop:
             self._model(one, 1, np.zeros(1, dtype=np.int64), self.p.market.fstate,
                         FS_FEATURES, N_FEATURES, self.features.copy(), self.model_in,
                         self.model_ctl, st, out, alpha, True)
-            self.keep_warm()
-            self.p.runner.reset()
         elif self.p.runner is not None:
             self.p.runner.step(0)
-            self.keep_warm()
+        self.keep_warm()
+        if self.p.runner is not None:
             self.p.runner.reset()
         self._view(self.market_view, self.p.market.book, self.p.market.inst, self.traded_rows,
                    self.seq_status, self.seq_rows, self.clock.now_ns())

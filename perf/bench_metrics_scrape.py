@@ -132,14 +132,13 @@ def run(rate: float, phase_s: float, rounds: int) -> dict[str, Any]:
     quiet: list[np.ndarray] = []
     scraped: list[np.ndarray] = []
     scrapes = [0]
-    state: dict[str, Any] = {"phase": -1, "until": time.monotonic() + 2.0, "proc": None}
+    state: dict[str, Any] = {"phase": -1, "until": time.monotonic() + 2.0}
 
     # one scraper for the whole run, stopped (SIGSTOP: it costs nothing) in quiet
     # phases and continued in scraped ones: no interpreter start-up inside a phase
     scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, url, "0.1"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     keep_off_hot_cores(scraper.pid, hot)
-    state["proc"] = scraper
 
     def controller() -> bool:
         now = time.monotonic()
@@ -162,9 +161,8 @@ def run(rate: float, phase_s: float, rounds: int) -> dict[str, Any]:
     try:
         loop.run(stop_when=controller)
     finally:
-        if state["proc"] is not None:
-            state["proc"].kill()
-            state["proc"].wait()
+        scraper.kill()  # SIGKILL ends a SIGSTOPped process too
+        scraper.wait()
         block["heartbeat"][3] = -1
         cp.wait(timeout=10)
         eng.close()
