@@ -61,10 +61,15 @@ from core.book.mbp import (
     APPLY_BAD_LEVEL,
     APPLY_OK,
     NO_NRT,
-    _finish_event_book,
+    _finish_event_fast,
+    _finish_event_slow,
+    _implied_written,
     _mbp_apply,
+    _mbp_apply_outright,
     _mbp_clear,
     _mbp_set_level,
+    _side_unclean,
+    _sides_cleared,
 )
 from core.feature_spec import N_FEATURES
 from core.features import (
@@ -122,6 +127,7 @@ from core.types import (
     INV_NEGATIVE,
     INV_UNSORTED,
     IS_BAD_LEVEL,
+    IS_BID_CLEAN,
     IS_CHANNEL,
     IS_DEPTH,
     IS_DIRTY,
@@ -154,6 +160,7 @@ from core.types import (
     IS_SESSION_LOW,
     IS_SETTLEMENT,
     IS_SETTLEMENT_FLAGS,
+    IS_SIDES_TOUCHED,
     IS_SNAPSHOT_KEY,
     IS_SNAPSHOTS,
     IS_STALE,
@@ -434,6 +441,7 @@ def _init_instrument(inst, book, fstate, params, row, sid, channel):
     inst[row, IS_MBO_HEAD] = -1
     inst[row, IS_SNAPSHOT_KEY] = -1
     _mbp_clear(book, row)
+    _sides_cleared(inst, row)
     _init_feature_row(fstate, params, row)
 
 
@@ -497,6 +505,7 @@ def _rpt_ok(inst, counters, row, rpt):
 @njit(cache=True, **NO_NRT)
 def _clear_books(inst, book, orders, levels, omap, lmap, mmeta, row):
     _mbp_clear(book, row)
+    _sides_cleared(inst, row)
     _mbo_clear_instrument(orders, levels, omap, lmap, mmeta, inst, row)
     inst[row, IS_RESETS] += 1
 
@@ -552,13 +561,9 @@ def _qty(v):
 
 
 @njit(cache=True, inline="always", **NO_NRT)
-def _apply_row(e, channel, arena):
-    """Apply one MD_EVENT row ``e`` to the books/state (no completion here).
-
-    Takes the arena, not its views: numba passes every array as ~13 scalars, so a call
-    with fifteen arrays costs more than the work; views are free to rebuild here.
-    """
-    v = _views(arena)
+def _apply_row(e, channel, v):
+    """Apply one MD_EVENT row ``e`` to the books/state (no completion here), given the
+    arena's views (built once per call of the row loop)."""
     counters = v[V_COUNTERS]
     run = v[V_RUN]
     smap = v[V_SMAP]
@@ -595,9 +600,17 @@ def _apply_row(e, channel, arena):
         no = np.int64(e.num_orders)
         if no == _NULL_NUM_ORDERS:
             no = np.int64(0)
-        depth = inst[row, IS_DEPTH] if side <= BOOK_ASK else inst[row, IS_IMPLIED_DEPTH]
-        rc = _mbp_apply(book, row, side, np.int64(e.price_level), np.int64(e.action), px,
-                        _qty(e.size), no, depth)
+        level = np.int64(e.price_level)
+        action = np.int64(e.action)
+        qty = _qty(e.size)
+        if side <= BOOK_ASK:
+            rc = _mbp_apply_outright(book, inst, row, side, level, action, px, qty, no,
+                                     inst[row, IS_DEPTH])
+        else:
+            rc = _mbp_apply(book, row, side, level, action, px, qty, no,
+                            inst[row, IS_IMPLIED_DEPTH])
+            if rc == APPLY_OK:
+                _implied_written(inst, row)
         if rc != APPLY_OK:
             if rc == APPLY_BAD_LEVEL:
                 inst[row, IS_BAD_LEVEL] += 1
@@ -708,6 +721,7 @@ def _apply_row(e, channel, arena):
                 counters[MC_SNAPSHOTS] += 1
         elif tid != _TOP_ORDERS_SNAPSHOT:
             _mbp_clear(book, row)
+            _sides_cleared(inst, row)
             rpt = np.int64(e.rpt_seq)
             if rpt != 0xFFFFFFFF:
                 inst[row, IS_RPT_SEQ] = rpt
@@ -752,6 +766,10 @@ def _apply_row(e, channel, arena):
                               no, depth) != APPLY_OK:
                 inst[row, IS_BAD_LEVEL] += 1
                 counters[MC_BAD_LEVEL] += 1
+            elif side <= BOOK_ASK:
+                _side_unclean(inst, row, side)  # rescanned at the snapshot's end
+            else:
+                _implied_written(inst, row)
         elif et == ET_TRADE:
             if e.price != _NULL:
                 inst[row, IS_LAST_TRADE_PX] = e.price
@@ -761,9 +779,23 @@ def _apply_row(e, channel, arena):
 
 
 @njit(cache=True, **NO_NRT)
-def _complete_event(arena, rec_i, rec_f):
-    """Event boundary: consolidate, check, update features of every touched instrument."""
+def _finish_event_slow_at(arena, row, depth, check_cross):
     v = _views(arena)
+    return _finish_event_slow(v[V_BOOK], v[V_INST], row, depth, check_cross)
+
+
+@njit(cache=True, **NO_NRT)
+def _update_features_at(arena, row, t):
+    v = _views(arena)
+    _update_features(v[V_BOOK], v[V_INST], v[V_FSTATE], v[V_PARAMS], v[V_RING], row, t)
+
+
+@njit(cache=True, inline="always", **NO_NRT)
+def _complete_event(v, arena, rec_i, rec_f):
+    """Event boundary: consolidate, check, update features of every touched instrument.
+
+    Inlined into the row loop; the calls out of it (the slow boundary, features) take
+    the arena, not a dozen views (numba passes each array as ~13 scalars)."""
     counters = v[V_COUNTERS]
     run = v[V_RUN]
     inst = v[V_INST]
@@ -771,8 +803,6 @@ def _complete_event(arena, rec_i, rec_f):
     touched = v[V_TOUCHED]
     completed = v[V_COMPLETED]
     fstate = v[V_FSTATE]
-    params = v[V_PARAMS]
-    ring = v[V_RING]
     nt = run[RUN_N_TOUCHED]
     t = run[RUN_EVENT_TIME]
     seq = run[RUN_EVENT_SEQ]
@@ -783,8 +813,10 @@ def _complete_event(arena, rec_i, rec_f):
         inst[row, IS_DIRTY] = 0
         depth = inst[row, IS_DEPTH]
         st = inst[row, IS_TRADING_STATUS]
-        bits = _finish_event_book(book, row, depth,
-                                  st != TS_PRE_OPEN and st != TS_PRE_CROSS and st != TS_CROSS)
+        check_cross = st != TS_PRE_OPEN and st != TS_PRE_CROSS and st != TS_CROSS
+        bits = _finish_event_fast(book, inst, row, check_cross)
+        if bits < 0:
+            bits = _finish_event_slow_at(arena, row, depth, check_cross)
         if bits != 0:
             counters[MC_VIOLATIONS] += 1
             if bits & INV_CROSSED:
@@ -798,7 +830,7 @@ def _complete_event(arena, rec_i, rec_f):
             inst[row, IS_LAST_TIME] = t
         inst[row, IS_LAST_MSG_SEQ] = seq
         if do_features:
-            _update_features(book, inst, fstate, params, ring, row, t)
+            _update_features_at(arena, row, t)
         c = run[RUN_N_COMPLETED]
         if c < completed.shape[0]:
             completed[c] = row
@@ -834,7 +866,7 @@ def _run_rows(events, lo, hi, channel, arena, rec_i, rec_f):
     run = v[V_RUN]
     for i in range(lo, hi):
         e = events[i]
-        _apply_row(e, channel, arena)
+        _apply_row(e, channel, v)
         t = np.int64(e.transact_time)
         if t != 0 and t != _U64_NULL_AS_I64:
             run[RUN_EVENT_TIME] = t
@@ -843,7 +875,7 @@ def _run_rows(events, lo, hi, channel, arena, rec_i, rec_f):
                 e.kind == EV_SNAPSHOT or e.kind == EV_SNAPSHOT_ENTRY)):
             run[RUN_EVENT_SEQ] = e.msg_seq
             if run[RUN_N_TOUCHED] > 0:
-                _complete_event(arena, rec_i, rec_f)
+                _complete_event(v, arena, rec_i, rec_f)
     v[V_COUNTERS][MC_ROWS] += hi - lo
 
 
@@ -962,6 +994,12 @@ class MarketState:
         if r < 0:
             raise OverflowError("instrument table full")
         self.inst[r, IS_DEPTH] = depth
+        # a new depth: the book has no levels past it; rescan both sides at the next event
+        self.book[r, BOOK_BID:BOOK_ASK + 1, depth:, LV_PX] = NULL_I64
+        self.book[r, BOOK_BID:BOOK_ASK + 1, depth:, LV_QTY:] = 0
+        self.inst[r, IS_BID_CLEAN + BOOK_BID] = -1
+        self.inst[r, IS_BID_CLEAN + BOOK_ASK] = -1
+        self.inst[r, IS_SIDES_TOUCHED] = (1 << BOOK_BID) | (1 << BOOK_ASK)
         self.inst[r, IS_IMPLIED_DEPTH] = max(implied_depth, 1)
         self.inst[r, IS_TICK] = max(int(tick), 0)
         self.inst[r, IS_PRICE_EXPONENT] = price_exponent

@@ -848,7 +848,15 @@ IS_SNAPSHOTS = 45  # snapshots applied
 IS_SNAPSHOT_KEY = 46  # (LastMsgSeqNumProcessed, RptSeq) of the last MBO snapshot chunk
 IS_RESETS = 47  # book resets (entry 'J', ChannelReset)
 IS_SNAPSHOT_PENDING = 48  # inside a snapshot message (its end completes the event)
-N_INST_FIELDS = 49
+# Clean-side tracking, so an event boundary need not rescan a side that stayed valid
+# (core.book.mbp): levels 1..n filled, the rest blank, strictly sorted, no negative size.
+IS_BID_CLEAN = 49  # n for a clean outright bid side; -1 = not known clean (rescan)
+IS_ASK_CLEAN = 50  # the same for the ask side (IS_BID_CLEAN + BOOK_ASK)
+IS_BID_BITS = 51  # invariant bits of the bid side at its last rescan (0 while clean)
+IS_ASK_BITS = 52
+IS_SIDES_TOUCHED = 53  # outright sides written in the event in progress (1 << side)
+IS_IMPLIED_LIVE = 54  # implied levels written and not yet seen empty: merge at the boundary
+N_INST_FIELDS = 55
 
 # Invariant bits returned by the check at each completed event
 INV_CROSSED = 1

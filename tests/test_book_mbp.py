@@ -8,6 +8,7 @@ tests.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,9 @@ from core.types import (
     EV_VOLUME,
     FLAG_END_OF_EVENT,
     FLAG_LAST_IN_MSG,
+    IS_BID_CLEAN,
+    IS_DEPTH,
+    IS_SECURITY_ID,
     MD_EVENT,
 )
 
@@ -657,6 +661,180 @@ def test_property_valid_streams_rebuild_the_exchange_book(
 
 
 # --------------------------------------------------------------------------
+# event boundaries: consolidated view and invariant checks against a full rescan
+# --------------------------------------------------------------------------
+CONS_DEPTH = 10  # MAX_DEPTH: levels of the consolidated view
+O_BID, O_ASK, I_BID, I_ASK, C_BID, C_ASK = range(6)  # book sides as core.types orders them
+
+
+def naive_boundary(book_row: list[list[list[int]]], depth: int
+                   ) -> tuple[list[list[tuple[int, int, int]]], int]:
+    """What an event boundary must leave, from the raw levels of one instrument, in plain
+    Python: the consolidated view of each side (outright and implied merged in price
+    order, blanks skipped, equal prices summed; on an unsorted side, the order a two-way
+    merge walks it in) and the invariant bits (1 crossed, 2 unsorted, 4 negative)."""
+
+    def filled(side: int, n: int) -> list[tuple[int, int, int]]:
+        return [(px, q, o) for px, q, o in book_row[side][:n] if px != NULL]
+
+    bits = 0
+    cons = []
+    for out, imp, sign in ((O_BID, I_BID, 1), (O_ASK, I_ASK, -1)):
+        mine, implied = filled(out, depth), filled(imp, 2)
+        for lv in (mine, implied):
+            if any(q < 0 or o < 0 for _, q, o in lv):
+                bits |= 4
+            if any(sign * (a[0] - b[0]) <= 0 for a, b in itertools.pairwise(lv)):
+                bits |= 2
+        merged: list[tuple[int, int, int]] = []
+        i = j = 0
+        while len(merged) < CONS_DEPTH and (i < len(mine) or j < len(implied)):
+            if i < len(mine) and (j == len(implied) or sign * (mine[i][0] - implied[j][0]) >= 0):
+                px, q, o = mine[i]
+                if j < len(implied) and implied[j][0] == px:
+                    q, o = q + implied[j][1], o + implied[j][2]
+                    j += 1
+                merged.append((px, q, o))
+                i += 1
+            else:
+                merged.append(implied[j])
+                j += 1
+        cons.append(merged)
+    best = [filled(s, depth) for s in (O_BID, O_ASK)]
+    if best[0] and best[1] and best[0][0][0] >= best[1][0][0]:
+        bits |= 1
+    return cons, bits
+
+
+def _boundaries(events: np.ndarray) -> list[int]:
+    """Indexes just past each row that completes an event (as the kernel decides)."""
+    f = events["flags"]
+    snap = np.isin(events["kind"], (EV_SNAPSHOT, EV_SNAPSHOT_ENTRY))
+    ends = (f & FLAG_END_OF_EVENT != 0) | ((f & FLAG_LAST_IN_MSG != 0) & snap)
+    return [*(np.flatnonzero(ends) + 1).tolist(), events.size]
+
+
+def assert_boundaries_match_rescan(events: np.ndarray, depth: dict[int, int]) -> int:
+    """Apply ``events`` one event at a time; after each, every completed instrument's
+    consolidated view and the violations it counted equal ``naive_boundary`` of its
+    levels. Returns how many (event, instrument) completions were checked."""
+    n_sids = np.unique(events["security_id"]).size
+    state = MarketState(max_instruments=n_sids + 8, ring_len=4, max_orders=1 << 16)
+    for sid, d in depth.items():
+        state.add_instrument(sid, depth=d)
+    start = checked = 0
+    bit_field = {1: "crossed", 2: "unsorted", 4: "negative"}
+    for stop in _boundaries(events):
+        if stop <= start:
+            continue
+        before = {int(sid): state.violations(int(sid))
+                  for sid in state.inst[:state.n_instruments, IS_SECURITY_ID]}
+        state.apply_events(events[start:stop], features=False)
+        start = stop
+        for r in state.completed().tolist():
+            sid = int(state.inst[r, IS_SECURITY_ID])
+            cons, bits = naive_boundary(state.book[r].tolist(), int(state.inst[r, IS_DEPTH]))
+            for side, want in ((C_BID, cons[0]), (C_ASK, cons[1])):
+                got = [tuple(lv) for lv in state.book[r, side].tolist() if lv[0] != NULL]
+                assert got == want, f"event ending at row {stop - 1}, sid {sid}, side {side}"
+                assert all(lv[0] == NULL for lv in state.book[r, side, len(want):].tolist())
+            for side in (O_BID, O_ASK):  # a side tracked as clean really is
+                n = int(state.inst[r, IS_BID_CLEAN + side])
+                if n >= 0:
+                    px = state.book[r, side, :, 0].tolist()
+                    assert all(p != NULL for p in px[:n]) and all(p == NULL for p in px[n:])
+                    assert px[:n] == sorted(px[:n], reverse=side == O_BID) and len(
+                        set(px[:n])) == n
+                    assert (state.book[r, side, :n, 1:] >= 0).all()
+            was = before.get(sid, {"crossed": 0, "unsorted": 0, "negative": 0})
+            now = state.violations(sid)
+            assert {k: now[k] - was[k] for k in now} == {
+                name: int(bool(bits & b)) for b, name in bit_field.items()}, f"sid {sid}"
+            checked += 1
+    return checked
+
+
+@st.composite
+def nearly_valid_streams(draw: Any) -> tuple[np.ndarray, dict[int, int]]:
+    """Mostly valid price-level updates (prices strictly between their neighbours, no
+    holes), so sides stay clean for long stretches, with a few entries that break a
+    side: out of price order, a hole, a negative size or order count, a cross."""
+    depth = {sid: draw(st.integers(1, 10)) for sid in (1, 2)}
+    model = {(sid, et): [None] * depth[sid] for sid in depth for et in (BID, ASK)}
+    s = Stream()
+    rpt = dict.fromkeys(depth, 0)
+    for _ in range(draw(st.integers(1, 40))):
+        for _ in range(draw(st.integers(1, 4))):
+            sid = draw(st.sampled_from(sorted(depth)))
+            et = draw(st.sampled_from((BID, ASK)))
+            lst = model[(sid, et)]
+            n = sum(lv is not None for lv in lst)
+            sign = 1 if et == BID else -1
+            act = draw(st.sampled_from((NEW, NEW, CHANGE, CHANGE, OVERLAY, DELETE, DELETE,
+                                        DELETE_FROM, DELETE_THRU)))
+            lvl = draw(st.integers(1, max(1, min(n + (act in (NEW, CHANGE, OVERLAY)),
+                                                 depth[sid]))))
+            # a price strictly between the neighbours the entry will have
+            above = lst[lvl - 2][0] if lvl >= 2 and lst[lvl - 2] else (
+                10_000 if et == BID else 20_000)
+            nxt = lvl - 1 if act == NEW else lvl
+            below = lst[nxt][0] if nxt < len(lst) and lst[nxt] else (
+                above - sign * 4_000)
+            lo, hi = sorted((above, below))
+            px = draw(st.integers(lo + 1, hi - 1)) if hi - lo > 1 else hi
+            size, orders = draw(st.integers(0, 50)), draw(st.integers(0, 5))
+            broken = draw(st.integers(0, 99))
+            if broken < 4:
+                px = draw(st.integers(0, 30_000))  # anywhere: unsorted or crossed
+            elif broken < 6:
+                lvl = min(n + 2, 11)  # leaves a hole (or is out of the book)
+            elif broken < 8:
+                size, orders = draw(st.sampled_from(((-1, 1), (3, -1))))
+            if act == DELETE_FROM:
+                lvl = draw(st.integers(1, depth[sid]))
+            rpt[sid] += 1
+            s.add(EV_BOOK, security_id=sid, rpt_seq=rpt[sid], action=act, entry_type=et,
+                  price_level=lvl, price=px, size=size, num_orders=orders)
+            NaiveMarket._level_op(lst, act, lvl, (px, size, orders))
+        s.end()
+    return s.array(), depth
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nearly_valid_streams())
+def test_property_boundaries_equal_a_full_rescan_on_nearly_valid_streams(
+        case: tuple[np.ndarray, dict[int, int]]) -> None:
+    events, depth = case
+    assert_boundaries_match_rescan(events, depth)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arbitrary_streams())
+def test_property_boundaries_equal_a_full_rescan_on_arbitrary_streams(
+        case: tuple[np.ndarray, dict[int, int]]) -> None:
+    events, depth = case
+    assert_boundaries_match_rescan(events, depth)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_streams())
+def test_property_boundaries_equal_a_full_rescan_on_valid_streams(
+        case: tuple[np.ndarray, dict[int, int], dict[int, TrueBook]]) -> None:
+    events, depth, _ = case
+    assert_boundaries_match_rescan(events, depth)
+
+
+def test_boundaries_equal_a_full_rescan_on_the_benchmark_stream() -> None:
+    """The benchmark's long stream keeps every side clean (levels 1-5 filled, New/Delete
+    pairs): the path where the boundary does no rescan at all."""
+    from perf.bench_book import synthetic_events
+
+    events = synthetic_events(3000, n_instr=4)
+    events["security_id"] -= 1000  # sids 1..4
+    assert assert_boundaries_match_rescan(events, dict.fromkeys(range(1, 5), 10)) > 2500
+
+
+# --------------------------------------------------------------------------
 # reference captures
 # --------------------------------------------------------------------------
 def _capture_events() -> tuple[np.ndarray, list[int]]:
@@ -692,6 +870,11 @@ def test_reference_captures_match_naive_book() -> None:
                 for oid, qty, _prio in q:
                     got_orders[oid] = (0 if side == "bid" else 1, px, qty)
         assert got_orders == want_orders
+
+
+def test_reference_captures_boundaries_equal_a_full_rescan() -> None:
+    events, _ = _capture_events()
+    assert assert_boundaries_match_rescan(events, {}) >= 20  # every completion of the captures
 
 
 def test_legacy_template_32_builds_the_book() -> None:

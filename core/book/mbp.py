@@ -2,8 +2,10 @@
 
 One int64 array ``book[n_instr, N_BOOK_SIDES, MAX_DEPTH, N_LEVEL_FIELDS]`` holds every
 instrument's outright book (depth from tag 264, up to 10), implied book (2 deep) and
-the consolidated view (see ``core.types``). Kernels here only move levels; the
-per-instrument bookkeeping (RptSeq, dirty marks, counters) is in ``core.market``.
+the consolidated view (see ``core.types``). Kernels here move levels and keep the
+per-side state of the event boundary (``IS_BID_CLEAN`` ... in the instrument table);
+the rest of the per-instrument bookkeeping (RptSeq, dirty marks, counters) is in
+``core.market``.
 
 MDP 3.0 price-level book management, as CME documents it:
 
@@ -18,6 +20,13 @@ MDP 3.0 price-level book management, as CME documents it:
 
 Levels are positions, not prices: an entry goes to its stated level and a level
 never sent stays blank in place (a capture joined mid-session has holes).
+
+At each event boundary the consolidated view is rebuilt and the invariants checked.
+Rescanning both sides is most of the cost of an event, so a side is tracked as *clean*
+while it provably stays valid: levels 1..n filled, the rest blank, prices strictly
+sorted, no negative size (``_clean_after``, O(1) per entry from the neighbouring
+levels). A clean side's consolidated view is a plain copy and its invariant bits are 0;
+any other side is rescanned (``_finish_event_slow``). The result equals a full rescan.
 """
 
 from __future__ import annotations
@@ -38,6 +47,10 @@ from core.types import (
     INV_CROSSED,
     INV_NEGATIVE,
     INV_UNSORTED,
+    IS_BID_BITS,
+    IS_BID_CLEAN,
+    IS_IMPLIED_LIVE,
+    IS_SIDES_TOUCHED,
     LV_ORDERS,
     LV_PX,
     LV_QTY,
@@ -269,17 +282,57 @@ def _check_invariants(book, row, depth, check_cross):
     return bits
 
 
+# --------------------------------------------------------------------------
+# clean-side tracking (see the module docstring)
+# --------------------------------------------------------------------------
 @njit(cache=True, inline="always", **NO_NRT)
-def _compact_checked(book, row, side, out_side, depth, sign):
-    """Copy the non-blank outright levels of ``side`` into ``out_side`` and return the
-    side's invariant bits, in one pass (``sign`` 1 for bids, -1 for asks)."""
+def _clean_after(book, row, side, level, action, px, qty, orders, depth, n, sign):
+    """Leading levels of a clean side (``n`` of them) once the entry is applied, or -1
+    if the side may no longer be clean. Call before ``_mbp_apply``: it reads the
+    neighbours as they are. ``sign`` 1 for bids, -1 for asks."""
+    if action == MD_DELETE_THRU:
+        return 0
+    if level < 1 or level > depth:
+        return n  # rejected: nothing changes
+    li = level - 1
+    if action == MD_DELETE:
+        return n - 1 if li < n else n  # the levels either side were already in order
+    if action == MD_DELETE_FROM:
+        return n - level if level < n else 0
+    if action != MD_CHANGE and action != MD_OVERLAY and action != MD_NEW:
+        return n  # rejected
+    if px == _NULL or qty < 0 or orders < 0 or li > n:
+        return -1  # a blank, negative or hole-making entry: rescan
+    if li > 0 and sign * (book[row, side, li - 1, LV_PX] - px) <= 0:
+        return -1
+    if action == MD_NEW:
+        # the old level li moves to li + 1 (unless it falls off the book)
+        if li < n and li + 1 < depth and sign * (px - book[row, side, li, LV_PX]) <= 0:
+            return -1
+        return n + 1 if n < depth else depth
+    if li == n:
+        return n + 1
+    if li + 1 < n and sign * (px - book[row, side, li + 1, LV_PX]) <= 0:
+        return -1
+    return n
+
+
+@njit(cache=True, inline="always", **NO_NRT)
+def _rescan_side(book, row, side, out_side, depth, sign):
+    """Rebuild the consolidated view of an outright side without implied levels (its
+    non-blank levels, compacted) and check it, in one pass: returns (invariant bits,
+    leading levels if the side is clean else -1). ``sign`` 1 for bids, -1 for asks."""
     bits = 0
     k = 0
     last = _NULL
+    gap = False
+    hole = False
     for i in range(depth):
         px = book[row, side, i, LV_PX]
         if px == _NULL:
+            gap = True
             continue
+        hole |= gap
         q = book[row, side, i, LV_QTY]
         o = book[row, side, i, LV_ORDERS]
         if q < 0 or o < 0:
@@ -291,26 +344,115 @@ def _compact_checked(book, row, side, out_side, depth, sign):
         book[row, out_side, k, LV_QTY] = q
         book[row, out_side, k, LV_ORDERS] = o
         k += 1
+    n = k
     while k < MAX_DEPTH and book[row, out_side, k, LV_PX] != _NULL:
         _blank_level(book, row, out_side, k)  # the rest is blank already
         k += 1
+    return bits, (n if bits == 0 and not hole else -1)
+
+
+@njit(cache=True, inline="always", **NO_NRT)
+def _mbp_apply_outright(book, inst, row, side, level, action, px, qty, orders, depth):
+    """``_mbp_apply`` to an outright side (BOOK_BID/BOOK_ASK) with clean-side tracking.
+
+    While a side is clean its consolidated view is the side itself, so the entry is
+    applied to both (the same operation on the same levels gives the same levels) and
+    the event boundary has nothing to do for it. An entry that may break cleanliness
+    marks the side for a rescan at the boundary instead.
+    """
+    n = inst[row, IS_BID_CLEAN + side]
+    if n >= 0:
+        n = _clean_after(book, row, side, level, action, px, qty, orders, depth, n,
+                         1 - 2 * side)
+    rc = _mbp_apply(book, row, side, level, action, px, qty, orders, depth)
+    if rc == APPLY_OK:
+        if n >= 0:
+            _mbp_apply(book, row, BOOK_CONS_BID + side, level, action, px, qty, orders, depth)
+        else:
+            _side_unclean(inst, row, side)
+        inst[row, IS_BID_CLEAN + side] = n
+    return rc
+
+
+@njit(cache=True, inline="always", **NO_NRT)
+def _side_unclean(inst, row, side):
+    """Outright ``side`` was written in a way not tracked: rescan it at the boundary."""
+    inst[row, IS_BID_CLEAN + side] = -1
+    inst[row, IS_SIDES_TOUCHED] |= 1 << side
+
+
+@njit(cache=True, inline="always", **NO_NRT)
+def _implied_written(inst, row):
+    """An implied level was written: the consolidated view is a merge until the implied
+    book is seen empty again (no mirroring meanwhile)."""
+    inst[row, IS_IMPLIED_LIVE] = 1
+    inst[row, IS_BID_CLEAN + BOOK_BID] = -1
+    inst[row, IS_BID_CLEAN + BOOK_ASK] = -1
+
+
+@njit(cache=True, **NO_NRT)
+def _finish_implied(book, inst, row, depth, check_cross):
+    """The event boundary while implied levels may be present: merge and check all."""
+    _consolidate(book, row, depth)
+    bits = _check_invariants(book, row, depth, check_cross)
+    if (_best_px(book, row, BOOK_IMPLIED_BID, IMPLIED_DEPTH) == _NULL
+            and _best_px(book, row, BOOK_IMPLIED_ASK, IMPLIED_DEPTH) == _NULL):
+        # implied book empty again: per-side tracking resumes (rescan on next write)
+        inst[row, IS_IMPLIED_LIVE] = 0
+        inst[row, IS_BID_CLEAN + BOOK_BID] = -1
+        inst[row, IS_BID_CLEAN + BOOK_ASK] = -1
+        inst[row, IS_BID_BITS + BOOK_BID] = _side_invariants(book, row, BOOK_BID, depth, True)
+        inst[row, IS_BID_BITS + BOOK_ASK] = _side_invariants(book, row, BOOK_ASK, depth, False)
     return bits
 
 
 @njit(cache=True, **NO_NRT)
-def _finish_event_book(book, row, depth, check_cross):
-    """At an event boundary: rebuild the consolidated view and return the invariant bits
-    (same result as ``_consolidate`` then ``_check_invariants``, one pass when the
-    instrument has no implied levels, the common case)."""
-    if (_best_px(book, row, BOOK_IMPLIED_BID, IMPLIED_DEPTH) != _NULL
-            or _best_px(book, row, BOOK_IMPLIED_ASK, IMPLIED_DEPTH) != _NULL):
-        _consolidate(book, row, depth)
-        return _check_invariants(book, row, depth, check_cross)
-    bits = _compact_checked(book, row, BOOK_BID, BOOK_CONS_BID, depth, 1)
-    bits |= _compact_checked(book, row, BOOK_ASK, BOOK_CONS_ASK, depth, -1)
+def _rescan_sides(book, inst, row, depth, touched):
+    """Rescan the outright sides in ``touched`` (1 << side): consolidated view, bits and
+    whether each is clean again."""
+    for side in range(BOOK_BID, BOOK_ASK + 1):
+        if touched & (1 << side):
+            bits, n = _rescan_side(book, row, side, BOOK_CONS_BID + side, depth, 1 - 2 * side)
+            inst[row, IS_BID_CLEAN + side] = n
+            inst[row, IS_BID_BITS + side] = bits
+
+
+@njit(cache=True, **NO_NRT)
+def _finish_event_slow(book, inst, row, depth, check_cross):
+    """The event boundary when ``_finish_event_fast`` cannot do it (an outright side to
+    rescan, or implied levels): same result as ``_consolidate`` then
+    ``_check_invariants``, rescanning only the sides marked for it."""
+    if inst[row, IS_IMPLIED_LIVE] != 0:
+        inst[row, IS_SIDES_TOUCHED] = 0
+        return _finish_implied(book, inst, row, depth, check_cross)
+    touched = inst[row, IS_SIDES_TOUCHED]
+    inst[row, IS_SIDES_TOUCHED] = 0
+    _rescan_sides(book, inst, row, depth, touched)
+    return _finish_event_fast(book, inst, row, check_cross)
+
+
+@njit(cache=True, inline="always", **NO_NRT)
+def _finish_event_fast(book, inst, row, check_cross):
+    """The common event boundary (no implied levels, no side to rescan): the invariant
+    bits from the sides' state and the cross check; -1 if ``_finish_event_slow`` is
+    needed. Kept free of calls: it is inlined into the row loop."""
+    if (inst[row, IS_IMPLIED_LIVE] | inst[row, IS_SIDES_TOUCHED]) != 0:
+        return -1
+    bits = inst[row, IS_BID_BITS + BOOK_BID] | inst[row, IS_BID_BITS + BOOK_ASK]
     if check_cross:
         bb = book[row, BOOK_CONS_BID, 0, LV_PX]
         ba = book[row, BOOK_CONS_ASK, 0, LV_PX]
         if bb != _NULL and ba != _NULL and bb >= ba:
             bits |= INV_CROSSED
     return bits
+
+
+@njit(cache=True, inline="always", **NO_NRT)
+def _sides_cleared(inst, row):
+    """Every side of ``row`` was just blanked (consolidated view too): clean, empty."""
+    inst[row, IS_BID_CLEAN + BOOK_BID] = 0
+    inst[row, IS_BID_CLEAN + BOOK_ASK] = 0
+    inst[row, IS_BID_BITS + BOOK_BID] = 0
+    inst[row, IS_BID_BITS + BOOK_ASK] = 0
+    inst[row, IS_IMPLIED_LIVE] = 0
+    inst[row, IS_SIDES_TOUCHED] = 0

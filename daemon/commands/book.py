@@ -128,7 +128,7 @@ def _mbo_projector() -> Callable[..., None]:
     from numba import njit
 
     from core.book.mbo import ML_COUNT, ML_NEXT, ML_PX, ML_QTY, ML_SIDE
-    from core.book.mbp import NO_NRT
+    from core.book.mbp import NO_NRT, _side_unclean
     from core.types import (
         BOOK_ASK,
         BOOK_BID,
@@ -156,6 +156,7 @@ def _mbo_projector() -> Callable[..., None]:
             # into the best `depth` of each side (bids high first, asks low first)
             depth = inst[row, IS_DEPTH]
             for side in (BOOK_BID, BOOK_ASK):
+                _side_unclean(inst, row, side)  # written here, not by _mbp_apply: rescan
                 for i in range(MAX_DEPTH):
                     book[row, side, i, LV_PX] = NULL_I64
                     book[row, side, i, LV_QTY] = 0
