@@ -356,6 +356,38 @@ def test_level_never_sent_stays_blank_in_place() -> None:
     assert_same_records(rec, naive)
 
 
+def test_mirrored_apply_equals_the_plain_apply_on_each_side() -> None:
+    """``_mbp_apply_mirrored`` (a clean side and its consolidated view in one pass, moving
+    nothing past the filled levels) leaves both as ``_mbp_apply`` leaves the side, for
+    every action, level (in and out of range) and fill of a clean side of every depth."""
+    from core.book.mbp import _mbp_apply, _mbp_apply_mirrored, new_books
+    from core.types import BOOK_ASK, BOOK_BID, BOOK_CONS_BID
+
+    cases = 0
+    for depth in (1, 2, 3, 5, 10):
+        for filled in range(depth + 1):
+            for side in (BOOK_BID, BOOK_ASK):
+                sign = 1 if side == BOOK_BID else -1
+                clean = new_books(1)
+                for i in range(filled):
+                    clean[0, side, i] = (1000 - sign * 10 * i, 5 + i, 1 + i)
+                clean[0, BOOK_CONS_BID + side] = clean[0, side]
+                for action in (NEW, CHANGE, DELETE, DELETE_THRU, DELETE_FROM, OVERLAY, 9):
+                    for level in range(depth + 2):
+                        ref = clean.copy()
+                        got = clean.copy()
+                        px = 1000 - sign * (10 * level - 15)
+                        rc_ref = _mbp_apply(ref, 0, side, level, action, px, 7, 3, depth)
+                        rc = _mbp_apply_mirrored(got, 0, side, BOOK_CONS_BID + side, level,
+                                                 action, px, 7, 3, depth, filled)
+                        where = (depth, filled, side, action, level)
+                        assert rc == rc_ref, where
+                        assert (got[0, side] == ref[0, side]).all(), where
+                        assert (got[0, BOOK_CONS_BID + side] == ref[0, side]).all(), where
+                        cases += 1
+    assert cases == 2 * 7 * sum((d + 1) * (d + 2) for d in (1, 2, 3, 5, 10))
+
+
 def test_delete_thru_and_delete_from() -> None:
     s = Stream()
     r = _book_rows(s, 7, [(NEW, BID, i + 1, 100 - i, i + 1) for i in range(5)]

@@ -25,8 +25,10 @@ At each event boundary the consolidated view is rebuilt and the invariants check
 Rescanning both sides is most of the cost of an event, so a side is tracked as *clean*
 while it provably stays valid: levels 1..n filled, the rest blank, prices strictly
 sorted, no negative size (``_clean_after``, O(1) per entry from the neighbouring
-levels). A clean side's consolidated view is a plain copy and its invariant bits are 0;
-any other side is rescanned (``_finish_event_slow``). The result equals a full rescan.
+levels). A clean side's consolidated view is a plain copy, kept so by applying each
+entry to both in one pass (``_mbp_apply_mirrored``: each level loaded once, nothing past
+the filled levels moved), and its invariant bits are 0; any other side is rescanned
+(``_finish_event_slow``). The result equals a full rescan.
 """
 
 from __future__ import annotations
@@ -150,6 +152,78 @@ def _mbp_apply(book, row, side, level, action, px, qty, orders, depth):
                 _blank_level(book, row, side, i)
     else:
         return APPLY_BAD_ACTION
+    return APPLY_OK
+
+
+@njit(cache=True, inline="always", **NO_NRT)
+def _mbp_apply_mirrored(book, row, side, out_side, level, action, px, qty, orders, depth,
+                        filled):
+    """``_mbp_apply`` to a clean side with ``filled`` leading levels (the rest blank) and,
+    identically, to ``out_side``, its consolidated view (equal before and after): one
+    pass, each level loaded once, and no level past the filled ones is moved (blank over
+    blank)."""
+    if action == MD_DELETE_THRU:
+        for i in range(filled):
+            _blank_level(book, row, side, i)
+            _blank_level(book, row, out_side, i)
+        return APPLY_OK
+    if level < 1 or level > depth:
+        return APPLY_BAD_LEVEL
+    li = level - 1
+    if action in (MD_CHANGE, MD_OVERLAY):
+        pass
+    elif action == MD_NEW:
+        for i in range(min(filled, depth - 1), li, -1):
+            p = book[row, side, i - 1, LV_PX]
+            q = book[row, side, i - 1, LV_QTY]
+            o = book[row, side, i - 1, LV_ORDERS]
+            book[row, side, i, LV_PX] = p
+            book[row, side, i, LV_QTY] = q
+            book[row, side, i, LV_ORDERS] = o
+            book[row, out_side, i, LV_PX] = p
+            book[row, out_side, i, LV_QTY] = q
+            book[row, out_side, i, LV_ORDERS] = o
+    elif action == MD_DELETE:
+        if li < filled:
+            for i in range(li, filled - 1):
+                p = book[row, side, i + 1, LV_PX]
+                q = book[row, side, i + 1, LV_QTY]
+                o = book[row, side, i + 1, LV_ORDERS]
+                book[row, side, i, LV_PX] = p
+                book[row, side, i, LV_QTY] = q
+                book[row, side, i, LV_ORDERS] = o
+                book[row, out_side, i, LV_PX] = p
+                book[row, out_side, i, LV_QTY] = q
+                book[row, out_side, i, LV_ORDERS] = o
+            _blank_level(book, row, side, filled - 1)
+            _blank_level(book, row, out_side, filled - 1)
+        return APPLY_OK
+    elif action == MD_DELETE_FROM:
+        for i in range(filled):
+            src = i + level
+            if src < filled:
+                p = book[row, side, src, LV_PX]
+                q = book[row, side, src, LV_QTY]
+                o = book[row, side, src, LV_ORDERS]
+                book[row, side, i, LV_PX] = p
+                book[row, side, i, LV_QTY] = q
+                book[row, side, i, LV_ORDERS] = o
+                book[row, out_side, i, LV_PX] = p
+                book[row, out_side, i, LV_QTY] = q
+                book[row, out_side, i, LV_ORDERS] = o
+            else:
+                _blank_level(book, row, side, i)
+                _blank_level(book, row, out_side, i)
+        return APPLY_OK
+    else:
+        return APPLY_BAD_ACTION
+    # Change, Overlay, New: the entry itself at its level
+    book[row, side, li, LV_PX] = px
+    book[row, side, li, LV_QTY] = qty
+    book[row, side, li, LV_ORDERS] = orders
+    book[row, out_side, li, LV_PX] = px
+    book[row, out_side, li, LV_QTY] = qty
+    book[row, out_side, li, LV_ORDERS] = orders
     return APPLY_OK
 
 
@@ -360,15 +434,18 @@ def _mbp_apply_outright(book, inst, row, side, level, action, px, qty, orders, d
     the event boundary has nothing to do for it. An entry that may break cleanliness
     marks the side for a rescan at the boundary instead.
     """
-    n = inst[row, IS_BID_CLEAN + side]
+    n_old = inst[row, IS_BID_CLEAN + side]
+    n = n_old
     if n >= 0:
         n = _clean_after(book, row, side, level, action, px, qty, orders, depth, n,
                          1 - 2 * side)
-    rc = _mbp_apply(book, row, side, level, action, px, qty, orders, depth)
+    if n >= 0:
+        rc = _mbp_apply_mirrored(book, row, side, BOOK_CONS_BID + side, level, action, px,
+                                 qty, orders, depth, n_old)
+    else:
+        rc = _mbp_apply(book, row, side, level, action, px, qty, orders, depth)
     if rc == APPLY_OK:
-        if n >= 0:
-            _mbp_apply(book, row, BOOK_CONS_BID + side, level, action, px, qty, orders, depth)
-        else:
+        if n < 0:
             _side_unclean(inst, row, side)
         inst[row, IS_BID_CLEAN + side] = n
     return rc
