@@ -78,7 +78,6 @@ any other recurrent model loops over the step runner.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import glob
@@ -1248,5 +1247,9 @@ class ModelRunner:
         self.close()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown
+        # not contextlib.suppress: at interpreter shutdown the module's globals (contextlib
+        # among them) may already be None, and the with statement itself would raise
+        try:  # noqa: SIM105
             self.close()
+        except Exception:  # nothing to report to at shutdown
+            pass

@@ -35,6 +35,10 @@ class ProcessConfig(_Section, frozen=True):
     # with ~1 ms between packets the caches and TLBs go cold and the next real
     # inference costs 2-5x its warm time (measured; see README "Keeping the hot path warm").
     keep_warm_us: int = 100
+    # ... and, with a gateway over TCP, send 256 bytes through a private 127.0.0.1 TCP
+    # connection each time: after ms without a send an order's send(2) costs ~4x
+    # (measured; adapters/net_warm.py).
+    keep_warm_send: bool = True
 
 
 class ChannelAddress(_Section, frozen=True):

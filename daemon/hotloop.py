@@ -164,7 +164,7 @@ class HotLoop:
                  on_reload: Callable[[], Any] | None = None,
                  stop_timeout_s: float = 2.0,
                  notifier: Any = None,
-                 keep_warm_us: int = 0) -> None:
+                 keep_warm_us: int = 0, keep_warm_send: bool = False) -> None:
         self.p = parts
         self.shared = shared
         self.core = parts.core
@@ -176,6 +176,9 @@ class HotLoop:
         self.flags = 0
         self.stop_signal = 0
         self.keep_warm_ns = int(keep_warm_us) * 1000
+        self.keep_warm_send = keep_warm_send
+        self.send_warmer: Any = None  # adapters.net_warm.SendPathWarmer, made in warm_up
+        self.send_warm_error = ""
         self.warm_runs = 0  # scratch inferences run while idle (not LC_MODEL_RUNS)
         self._stop_logged = False
         self.source_ended = False
@@ -341,6 +344,14 @@ class HotLoop:
                         self.model_ctl, st, out, alpha, True)
         elif self.p.runner is not None:
             self.p.runner.step(0)
+        if (self.keep_warm_ns and self.keep_warm_send and self.send_warmer is None
+                and getattr(self.p.gateway, "sends_over_tcp", False)):
+            from adapters.net_warm import SendPathWarmer
+
+            try:
+                self.send_warmer = SendPathWarmer()
+            except OSError as e:  # no loopback TCP: run without it (kept for the status)
+                self.send_warm_error = str(e)
         self.keep_warm()
         if self.p.runner is not None:
             self.p.runner.reset()
@@ -514,7 +525,8 @@ class HotLoop:
         return k
 
     def keep_warm(self) -> None:
-        """One inference on the scratch slot: the weights and the code stay in cache.
+        """One inference on the scratch slot: the weights and the code stay in cache;
+        and one send through the ``SendPathWarmer`` (if any): the kernel's TCP path too.
 
         The scratch slot's state and output are its own; nothing the strategy reads
         changes. (A scratch trader's decide here as well made every stage slower in
@@ -526,6 +538,9 @@ class HotLoop:
                                 self.warm_slot)
             else:
                 r.step(self.warm_slot)
+        w = self.send_warmer
+        if w is not None:
+            w.warm()
         self.warm_runs += 1
 
     def _model_python(self, completed: int) -> None:
@@ -879,6 +894,8 @@ class HotLoop:
             if not _gateway_busy(gw):
                 break
         self.stopped_clean = live == 0
+        if self.send_warmer is not None:
+            self.send_warmer.close()
         self.log(EV_STOPPED, INFO, live)
         self.drain_local_journal()
         if self.publisher is not None:

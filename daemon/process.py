@@ -218,7 +218,8 @@ def run_daemon(cfg: Config, *, mode: str | None = None, config_path: str | None 
         replay=eng.replay)
     loop = HotLoop(parts, shared, on_reload=reload_limits,
                    stop_timeout_s=cfg.risk.stop_timeout_ms / 1000, notifier=notifier,
-                   keep_warm_us=cfg.process.keep_warm_us)
+                   keep_warm_us=cfg.process.keep_warm_us,
+                   keep_warm_send=cfg.process.keep_warm_send)
     if not control:
         loop.journal_reports = []
     loop.publisher = Publisher(block, eng.sequencer, eng.market, eng.core, loop.counters,

@@ -4,9 +4,10 @@
 
 Set-up (``daemon.demo``: the demo venue and the demo daemon config):
 
-* the **venue** (``nanoarb venue``) on 127.0.0.1 with a busy loop, pinned to one
-  core. Its background order flow arrives as a Poisson process of ``--rate``
-  orders per second (the demo's Hawkes excitation switched off), every arrival
+* the **venue** (``nanoarb venue``) on 127.0.0.1 with a busy loop (``--venue-loop
+  wait``: sleeping in ``select`` between timers instead), pinned to one core. Its
+  background order flow arrives as a Poisson process of ``--rate`` orders per
+  second (the demo's Hawkes excitation switched off), every arrival
   time drawn from the seed in advance: an **open-loop schedule**. Nothing waits
   for the daemon: a slow response cannot hide the packets behind it, they queue
   in the socket and their latency counts from their kernel receive time
@@ -285,7 +286,8 @@ def child_main(spec_path: str) -> int:
         process=msgspec.structs.replace(
             cfg.process, cpu_affinity=[int(spec["core"])], sched_fifo=bool(spec["fifo"]),
             keep_warm_us=(cfg.process.keep_warm_us if spec.get("keep_warm_us") is None
-                          else int(spec["keep_warm_us"]))),
+                          else int(spec["keep_warm_us"])),
+            keep_warm_send=cfg.process.keep_warm_send and not spec.get("no_keep_warm_send")),
         metrics=msgspec.structs.replace(cfg.metrics, enabled=False),
         control=msgspec.structs.replace(cfg.control, socket=str(out) + ".sock"))
     state: dict[str, Any] = {"ring": None}
@@ -317,6 +319,9 @@ def child_main(spec_path: str) -> int:
         "model_runs": int(loop.counters[2]),
         "keep_warm_us": int(loop.keep_warm_ns // 1000),
         "warm_runs": int(loop.warm_runs),
+        "send_warm_runs": int(getattr(loop.send_warmer, "runs", 0)),
+        "send_warm_errors": int(getattr(loop.send_warmer, "errors", 0)),
+        "send_warm_error": loop.send_warm_error,
         "loop_iterations": int(loop.counters[0]),
         "decides": int(t["n_decides"]),
         "orders_new": int(t["action_counts"][1]),
@@ -364,11 +369,12 @@ def _pin(pid: int, core: int) -> list[int]:
     return list(p.cpu_affinity())
 
 
-def _venue_toml(venue: Any, rate: float, seed: int, latency_file: str) -> str:
+def _venue_toml(venue: Any, rate: float, seed: int, latency_file: str,
+                venue_loop: str = "busy") -> str:
     from daemon.demo import venue_toml
 
     text = venue_toml(venue.ports, seed=seed, latency_file=latency_file, base_rate_hz=rate,
-                      loop="busy")
+                      loop=venue_loop)
     marker = f"base_rate_hz = {rate}"
     if marker not in text:
         raise RuntimeError("the demo venue TOML changed: cannot set the arrival schedule")
@@ -389,7 +395,8 @@ def _cores(arg: str | None) -> tuple[int, int]:
 def run(seconds: float, rate: float, out: Path, *, seed: int = 7, cores: str | None = None,
         control_plane: bool = False, fifo: bool = False, plot: bool = True,
         keep_raw: bool = False, timeout_s: float = 900.0,
-        keep_warm_us: int | None = None) -> dict[str, Any]:
+        keep_warm_us: int | None = None, venue_loop: str = "busy",
+        keep_warm_send: bool = True) -> dict[str, Any]:
     from adapters.venue.config import load_venue_config
     from adapters.venue.latency import read_latency_file
     from daemon.demo import DemoVenue, demo_credentials
@@ -404,9 +411,10 @@ def run(seconds: float, rate: float, out: Path, *, seed: int = 7, cores: str | N
     with tempfile.TemporaryDirectory(prefix="nanoarb-t2t-") as tmp:
         lat_file = str(Path(tmp) / "latency.npy")
         venue = DemoVenue(tmp, env=env, seed=seed, latency_file=lat_file, base_rate_hz=rate)
-        venue.config_path.write_text(_venue_toml(venue, rate, seed, lat_file), encoding="utf-8")
+        venue.config_path.write_text(_venue_toml(venue, rate, seed, lat_file, venue_loop),
+                                     encoding="utf-8")
         vcfg = load_venue_config(venue.config_path)
-        if vcfg.flow.hawkes_alpha != 0.0 or vcfg.venue.loop != "busy":
+        if vcfg.flow.hawkes_alpha != 0.0 or vcfg.venue.loop != venue_loop:
             raise RuntimeError("the venue config did not take the harness's settings")
         child: subprocess.Popen[bytes] | None = None
         try:
@@ -419,7 +427,7 @@ def run(seconds: float, rate: float, out: Path, *, seed: int = 7, cores: str | N
             spec = {"ports": venue.ports, "order_entry_port": venue.order_entry_port,
                     "core": d_core, "fifo": fifo, "control_plane": control_plane,
                     "seconds": seconds, "ring": int(max(seconds * rate * 8, 1 << 16)),
-                    "keep_warm_us": keep_warm_us,
+                    "keep_warm_us": keep_warm_us, "no_keep_warm_send": not keep_warm_send,
                     "out_prefix": str(prefix)}
             spec_path = Path(tmp) / "spec.json"
             spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -495,8 +503,9 @@ def run(seconds: float, rate: float, out: Path, *, seed: int = 7, cores: str | N
     measured = [s for s in STAGES if stats.get(s, {}).get("count")]
     worst = max(measured, key=lambda s: stats[s]["p50"]) if measured else "none measured"
     header = (f"tick-to-trade: {seconds} s, {rate} arrivals/s (Poisson, open loop), daemon "
-              f"core {d_core}, venue core {v_core}, keep-warm "
-              f"{dsum.get('keep_warm_us', 0)} us, load average {load[0]:.2f}\n"
+              f"core {d_core}, venue core {v_core} ({venue_loop} loop), keep-warm "
+              f"{dsum.get('keep_warm_us', 0)} us (send path "
+              f"{'too' if dsum.get('send_warm_runs') else 'not'}), load average {load[0]:.2f}\n"
               f"largest stage at p50: {worst}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "tick_to_trade.txt").write_text(header + "\n" + table + "\n", encoding="utf-8")
@@ -520,7 +529,7 @@ def run(seconds: float, rate: float, out: Path, *, seed: int = 7, cores: str | N
         setup={"seconds": seconds, "rate_per_s": rate, "seed": seed, "daemon_core": d_core,
                "venue_core": v_core, "venue_affinity": v_aff, "control_plane": control_plane,
                "sched_fifo": fifo, "load_average": list(load), "arrivals": "poisson",
-               "venue_loop": "busy"},
+               "venue_loop": venue_loop},
         wire_orders=int(wire_all.size), wire_suspect_over_1s=suspect, notes=notes,
         table=table.splitlines(), plot=plot_path)
     print(header)
@@ -550,6 +559,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="the daemon's process.keep_warm_us (default: the config's; 0: off)")
     p.add_argument("--keep-raw", action="store_true",
                    help="also write the raw daemon ticks and the venue's latency record (.npy)")
+    p.add_argument("--no-keep-warm-send", action="store_true",
+                   help="keep-warm without the send path (process.keep_warm_send = false)")
+    p.add_argument("--venue-loop", choices=("busy", "wait"), default="busy",
+                   help="the venue spins (default) or sleeps in select until its next timer "
+                        "or an order: frees the venue's core, e.g. to see what a spinning "
+                        "neighbour costs the daemon")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -559,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     run(seconds, rate, Path(args.out), seed=args.seed, cores=args.cores,
         control_plane=args.control_plane, fifo=args.fifo, plot=not args.no_plot,
-        keep_raw=args.keep_raw, keep_warm_us=args.keep_warm_us)
+        keep_raw=args.keep_raw, keep_warm_us=args.keep_warm_us, venue_loop=args.venue_loop,
+        keep_warm_send=not args.no_keep_warm_send)
     print(f"[tick_to_trade] done in {time.monotonic() - t0:.0f} s", file=sys.stderr)
     return 0
 

@@ -155,6 +155,37 @@ def test_replay_loop_runs_to_the_end_of_the_data(n_events: int) -> None:
     assert fills > 0
 
 
+@pytest.mark.parametrize("over_tcp,enabled", [(True, True), (True, False), (False, True)])
+def test_keep_warm_sends_through_the_warmer_only_for_a_gateway_over_tcp(
+        over_tcp: bool, enabled: bool) -> None:
+    cfg = demo_config()
+    eng = build(cfg, mode="replay", data=["synthetic:200"], clock=ReplayClock())
+    if over_tcp:
+        eng.gateway.sends_over_tcp = True  # as Ilink3Gateway says; the sim gateway does not
+    spec = daemon_spec(eng.symbols, journal_capacity=1 << 12)
+    block = {key: np.zeros(shape, dtype=dt) for key, dt, shape in spec.layout()}
+    parts = LoopParts(clock=eng.clock, source=eng.source, market=eng.market, core=eng.core,
+                      gateway=eng.gateway, traded_rows=eng.traded_rows, runner=eng.runner,
+                      sim=eng.sim, replay=True)
+    loop = HotLoop(parts, Shared(block, spec), keep_warm_us=100, keep_warm_send=enabled)
+    loop.warm_up()  # STARTING: the warmer is made here, and warmed once
+    w = loop.send_warmer
+    if not (over_tcp and enabled):
+        assert w is None
+        loop.keep_warm()
+        assert loop.warm_runs == 1
+        return
+    assert w is not None and w.runs == 1 and loop.send_warm_error == ""
+    for _ in range(3):
+        loop.keep_warm()
+    assert w.runs == 4 and w.errors == 0 and loop.warm_runs == 3
+    eng.core.finish_startup()
+    eng.gateway.connect()
+    loop.journal_reports = []
+    loop.run()  # the replay ends: STOPPING closes the warmer with the rest
+    assert loop.lifecycle == Lifecycle.STOPPED and w.closed
+
+
 def test_keep_warm_runs_the_scratch_slot_and_leaves_the_traded_ones_alone() -> None:
     from adapters.md_sources import RxSlot, UdpSource
     from daemon.hotloop import LC_MODEL_RUNS

@@ -363,6 +363,23 @@ def test_closed_runner_and_bad_slot_do_not_crash(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_runner_alive_at_interpreter_shutdown_closes_quietly(backend: str) -> None:
+    """A runner still referenced when the interpreter exits is collected after the
+    modules' globals are cleared: its ``__del__`` must close it without an error."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from core.model import load_model\n"
+            f"sys._kept_runner = load_model().runner(n_slots=1, backend={backend!r})\n")
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "Exception ignored" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_fast_step_is_the_same_step(tmp_path: Path, backend: str) -> None:
     m = md.load_model(write(tmp_path, proto_of(make_fitted(seed=8))))
     with m.runner(n_slots=2, backend=backend) as a, m.runner(n_slots=2, backend=backend) as b:
