@@ -25,7 +25,7 @@ Two measurements, on two clocks that never mix:
     (``send`` returned), with the stages of the daemon's hot loop
     (``daemon.kernels.STAGE_NAMES``): receive (kernel timestamp -> the loop has
     the datagram: busy-poll and ``recvmsg``), decode + books + features
-    (sequencing included), model, strategy + risk (execution reports, market
+    (sequencing included), model, strategy + risk (market
     view, ``decide``), encode + send. The daemon keeps log-spaced histograms
     (1-2-5 buckets: too coarse for p99.9); the harness replaces its
     per-tick observer with one that also keeps every tick's raw stage stamps

@@ -80,6 +80,61 @@ def _journal(loop: HotLoop) -> np.ndarray:
     return Ring(loop.block, "journal").drain()
 
 
+def test_a_tick_sends_before_it_reads_the_gateway_and_decides_on_its_reports() -> None:
+    """Market data first: in one datagram's call the tick decides without reports and
+    its orders go out, then the gateway is polled, and reports found there are decided
+    on before the call returns."""
+    loop, eng = _loop()
+    assert loop.resume() == 0
+    gw, core = eng.gateway, loop.core
+    calls: list[tuple[str, int]] = []
+    send, poll = gw.send, gw.poll
+
+    def rec_send(actions: Any, k: int) -> int:
+        calls.append(("send", k))
+        return int(send(actions, k))
+
+    def rec_poll(reports: Any) -> int:
+        n = int(poll(reports))
+        calls.append(("poll", n))
+        return n
+
+    class RecordingCore:  # TradingCore has slots: wrap it to see its tick calls
+        def __getattr__(self, name: str) -> Any:
+            return getattr(core, name)
+
+        def tick(self, n_rep: int, now: int, trigger: int) -> int:
+            calls.append(("tick", n_rep))
+            return int(core.tick(n_rep, now, trigger))
+
+    gw.send, gw.poll = rec_send, rec_poll
+    loop.core = RecordingCore()  # type: ignore[assignment]
+    rx = loop.rx
+    ticks_sent = reports_in_call = 0
+    for _ in range(600):
+        k = eng.source.poll(rx)
+        if k <= 0:
+            break
+        eng.clock.set_ns(int(rx.events[k - 1]["transact_time"]))
+        calls.clear()
+        loop.on_datagram(k)
+        if not calls:
+            continue  # no completed event: nothing decided
+        assert calls[0] == ("tick", 0), calls  # the market-data decide, without reports
+        rest = calls[1:]
+        if rest and rest[0][0] == "send":
+            ticks_sent += 1
+            rest = rest[1:]
+        assert rest and rest[0][0] == "poll", calls  # then, after the send, the gateway
+        if rest[0][1] > 0:
+            reports_in_call += 1
+            assert rest[1] == ("tick", rest[0][1]), calls  # decided on at once
+    gw.send, gw.poll = send, poll
+    loop.core = core
+    assert ticks_sent > 10
+    assert reports_in_call > 0, "reports due during a tick are read in the same call"
+
+
 def test_ticks_quote_and_kill_switch_cancels_everything() -> None:
     loop, eng = _loop()
     assert loop.lifecycle == Lifecycle.READY
