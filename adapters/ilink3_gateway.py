@@ -138,7 +138,6 @@ if HAVE_LIBC_IO:
         return nbytes
 
 
-
 def _compile_io(reports: np.ndarray, actions: np.ndarray, gw: np.ndarray, mem: np.ndarray,
                 rbuf: np.ndarray) -> tuple[Any, Any]:
     """Entry points of the fused kernels for these exact array types."""

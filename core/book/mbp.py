@@ -95,6 +95,30 @@ def _blank_level(book, row, side, i):
     book[row, side, i, LV_ORDERS] = 0
 
 
+@njit(cache=True, inline="always", **NO_NRT)
+def _set_level(book, row, side, i, px, qty, orders):
+    book[row, side, i, LV_PX] = px
+    book[row, side, i, LV_QTY] = qty
+    book[row, side, i, LV_ORDERS] = orders
+
+
+@njit(cache=True, inline="always", **NO_NRT)
+def _move_level(book, row, side, dst, src):
+    """Level ``src`` of ``side`` to level ``dst``."""
+    _set_level(book, row, side, dst, book[row, side, src, LV_PX],
+               book[row, side, src, LV_QTY], book[row, side, src, LV_ORDERS])
+
+
+@njit(cache=True, inline="always", **NO_NRT)
+def _move_level_mirrored(book, row, side, out_side, dst, src):
+    """Level ``src`` of ``side`` to level ``dst`` of ``side`` and of ``out_side`` (read once)."""
+    px = book[row, side, src, LV_PX]
+    qty = book[row, side, src, LV_QTY]
+    orders = book[row, side, src, LV_ORDERS]
+    _set_level(book, row, side, dst, px, qty, orders)
+    _set_level(book, row, out_side, dst, px, qty, orders)
+
+
 @njit(cache=True, **NO_NRT)
 def _mbp_clear_side(book, row, side):
     for i in range(MAX_DEPTH):
@@ -123,31 +147,21 @@ def _mbp_apply(book, row, side, level, action, px, qty, orders, depth):
         return APPLY_BAD_LEVEL
     li = level - 1
     if action in (MD_CHANGE, MD_OVERLAY):
-        book[row, side, li, LV_PX] = px
-        book[row, side, li, LV_QTY] = qty
-        book[row, side, li, LV_ORDERS] = orders
+        _set_level(book, row, side, li, px, qty, orders)
     elif action == MD_NEW:
         for i in range(depth - 1, li, -1):
-            book[row, side, i, LV_PX] = book[row, side, i - 1, LV_PX]
-            book[row, side, i, LV_QTY] = book[row, side, i - 1, LV_QTY]
-            book[row, side, i, LV_ORDERS] = book[row, side, i - 1, LV_ORDERS]
-        book[row, side, li, LV_PX] = px
-        book[row, side, li, LV_QTY] = qty
-        book[row, side, li, LV_ORDERS] = orders
+            _move_level(book, row, side, i, i - 1)
+        _set_level(book, row, side, li, px, qty, orders)
     elif action == MD_DELETE:
         for i in range(li, depth - 1):
-            book[row, side, i, LV_PX] = book[row, side, i + 1, LV_PX]
-            book[row, side, i, LV_QTY] = book[row, side, i + 1, LV_QTY]
-            book[row, side, i, LV_ORDERS] = book[row, side, i + 1, LV_ORDERS]
+            _move_level(book, row, side, i, i + 1)
         _blank_level(book, row, side, depth - 1)
     elif action == MD_DELETE_FROM:
         # the top `level` levels go; level n+1 becomes level 1
         for i in range(depth):
             src = i + level
             if src < depth:
-                book[row, side, i, LV_PX] = book[row, side, src, LV_PX]
-                book[row, side, i, LV_QTY] = book[row, side, src, LV_QTY]
-                book[row, side, i, LV_ORDERS] = book[row, side, src, LV_ORDERS]
+                _move_level(book, row, side, i, src)
             else:
                 _blank_level(book, row, side, i)
     else:
@@ -171,59 +185,29 @@ def _mbp_apply_mirrored(book, row, side, out_side, level, action, px, qty, order
         return APPLY_BAD_LEVEL
     li = level - 1
     if action in (MD_CHANGE, MD_OVERLAY):
-        pass
+        _set_level(book, row, side, li, px, qty, orders)
+        _set_level(book, row, out_side, li, px, qty, orders)
     elif action == MD_NEW:
         for i in range(min(filled, depth - 1), li, -1):
-            p = book[row, side, i - 1, LV_PX]
-            q = book[row, side, i - 1, LV_QTY]
-            o = book[row, side, i - 1, LV_ORDERS]
-            book[row, side, i, LV_PX] = p
-            book[row, side, i, LV_QTY] = q
-            book[row, side, i, LV_ORDERS] = o
-            book[row, out_side, i, LV_PX] = p
-            book[row, out_side, i, LV_QTY] = q
-            book[row, out_side, i, LV_ORDERS] = o
+            _move_level_mirrored(book, row, side, out_side, i, i - 1)
+        _set_level(book, row, side, li, px, qty, orders)
+        _set_level(book, row, out_side, li, px, qty, orders)
     elif action == MD_DELETE:
         if li < filled:
             for i in range(li, filled - 1):
-                p = book[row, side, i + 1, LV_PX]
-                q = book[row, side, i + 1, LV_QTY]
-                o = book[row, side, i + 1, LV_ORDERS]
-                book[row, side, i, LV_PX] = p
-                book[row, side, i, LV_QTY] = q
-                book[row, side, i, LV_ORDERS] = o
-                book[row, out_side, i, LV_PX] = p
-                book[row, out_side, i, LV_QTY] = q
-                book[row, out_side, i, LV_ORDERS] = o
+                _move_level_mirrored(book, row, side, out_side, i, i + 1)
             _blank_level(book, row, side, filled - 1)
             _blank_level(book, row, out_side, filled - 1)
-        return APPLY_OK
     elif action == MD_DELETE_FROM:
         for i in range(filled):
             src = i + level
             if src < filled:
-                p = book[row, side, src, LV_PX]
-                q = book[row, side, src, LV_QTY]
-                o = book[row, side, src, LV_ORDERS]
-                book[row, side, i, LV_PX] = p
-                book[row, side, i, LV_QTY] = q
-                book[row, side, i, LV_ORDERS] = o
-                book[row, out_side, i, LV_PX] = p
-                book[row, out_side, i, LV_QTY] = q
-                book[row, out_side, i, LV_ORDERS] = o
+                _move_level_mirrored(book, row, side, out_side, i, src)
             else:
                 _blank_level(book, row, side, i)
                 _blank_level(book, row, out_side, i)
-        return APPLY_OK
     else:
         return APPLY_BAD_ACTION
-    # Change, Overlay, New: the entry itself at its level
-    book[row, side, li, LV_PX] = px
-    book[row, side, li, LV_QTY] = qty
-    book[row, side, li, LV_ORDERS] = orders
-    book[row, out_side, li, LV_PX] = px
-    book[row, out_side, li, LV_QTY] = qty
-    book[row, out_side, li, LV_ORDERS] = orders
     return APPLY_OK
 
 
@@ -232,10 +216,7 @@ def _mbp_set_level(book, row, side, level, px, qty, orders, depth):
     """Snapshot entry: write a level in place (the book was cleared before)."""
     if level < 1 or level > depth:
         return APPLY_BAD_LEVEL
-    li = level - 1
-    book[row, side, li, LV_PX] = px
-    book[row, side, li, LV_QTY] = qty
-    book[row, side, li, LV_ORDERS] = orders
+    _set_level(book, row, side, level - 1, px, qty, orders)
     return APPLY_OK
 
 
