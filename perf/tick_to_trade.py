@@ -287,7 +287,7 @@ def child_main(spec_path: str) -> int:
             cfg.process, cpu_affinity=[int(spec["core"])], sched_fifo=bool(spec["fifo"]),
             keep_warm_us=(cfg.process.keep_warm_us if spec.get("keep_warm_us") is None
                           else int(spec["keep_warm_us"])),
-            keep_warm_send=cfg.process.keep_warm_send and not spec.get("no_keep_warm_send")),
+            keep_warm_send=cfg.process.keep_warm_send and bool(spec["keep_warm_send"])),
         metrics=msgspec.structs.replace(cfg.metrics, enabled=False),
         control=msgspec.structs.replace(cfg.control, socket=str(out) + ".sock"))
     state: dict[str, Any] = {"ring": None}
@@ -427,7 +427,7 @@ def run(seconds: float, rate: float, out: Path, *, seed: int = 7, cores: str | N
             spec = {"ports": venue.ports, "order_entry_port": venue.order_entry_port,
                     "core": d_core, "fifo": fifo, "control_plane": control_plane,
                     "seconds": seconds, "ring": int(max(seconds * rate * 8, 1 << 16)),
-                    "keep_warm_us": keep_warm_us, "no_keep_warm_send": not keep_warm_send,
+                    "keep_warm_us": keep_warm_us, "keep_warm_send": keep_warm_send,
                     "out_prefix": str(prefix)}
             spec_path = Path(tmp) / "spec.json"
             spec_path.write_text(json.dumps(spec), encoding="utf-8")

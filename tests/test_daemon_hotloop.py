@@ -4,6 +4,7 @@ exchange simulator: tests/test_e2e_daemon.py.)"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -39,9 +40,14 @@ from daemon.sources import ReplayClock
 from daemon.telemetry import CMD_RESUME, J_EXEC_REPORT, J_ORDER_ACTION
 
 
-def _loop(n_events: int = 3000) -> tuple[HotLoop, Any]:
+def _loop(n_events: int = 3000, *, keep_warm_us: int = 0, keep_warm_send: bool = False,
+          over_tcp: bool = False) -> tuple[HotLoop, Any]:
+    """A warmed-up loop on a synthetic replay with the simulated venue; ``over_tcp``: the
+    gateway says it sends over TCP (as Ilink3Gateway does; the sim gateway does not)."""
     cfg = demo_config()
     eng = build(cfg, mode="replay", data=[f"synthetic:{n_events}"], clock=ReplayClock())
+    if over_tcp:
+        eng.gateway.sends_over_tcp = True
     spec = daemon_spec(eng.symbols, journal_capacity=1 << 16)
     block = {key: np.zeros(shape, dtype=dt) for key, dt, shape in spec.layout()}
     new = msgspec.structs.replace(cfg, risk=msgspec.structs.replace(cfg.risk, max_position=1))
@@ -49,7 +55,8 @@ def _loop(n_events: int = 3000) -> tuple[HotLoop, Any]:
                       gateway=eng.gateway, traded_rows=eng.traded_rows, runner=eng.runner,
                       sim=eng.sim, replay=True)
     loop = HotLoop(parts, Shared(block, spec),
-                   on_reload=lambda: risk_limits(new, [None] * len(eng.traded)))
+                   on_reload=lambda: risk_limits(new, [None] * len(eng.traded)),
+                   keep_warm_us=keep_warm_us, keep_warm_send=keep_warm_send)
     loop.warm_up()
     eng.core.finish_startup()
     eng.gateway.connect()
@@ -57,7 +64,8 @@ def _loop(n_events: int = 3000) -> tuple[HotLoop, Any]:
     return loop, eng
 
 
-def _feed(loop: HotLoop, eng: Any, n: int) -> None:
+def _feed(loop: HotLoop, eng: Any, n: int,
+          after_each: Callable[[], None] | None = None) -> None:
     rx = loop.rx
     for _ in range(n):
         k = eng.source.poll(rx)
@@ -65,6 +73,8 @@ def _feed(loop: HotLoop, eng: Any, n: int) -> None:
             break
         eng.clock.set_ns(int(rx.events[k - 1]["transact_time"]))
         loop.on_datagram(k)
+        if after_each is not None:
+            after_each()
 
 
 def _settle(loop: HotLoop, eng: Any, steps: int = 20) -> None:
@@ -107,32 +117,29 @@ def test_a_tick_sends_before_it_reads_the_gateway_and_decides_on_its_reports() -
             calls.append(("tick", n_rep))
             return int(core.tick(n_rep, now, trigger))
 
-    gw.send, gw.poll = rec_send, rec_poll
-    loop.core = RecordingCore()  # type: ignore[assignment]
-    rx = loop.rx
-    ticks_sent = reports_in_call = 0
-    for _ in range(600):
-        k = eng.source.poll(rx)
-        if k <= 0:
-            break
-        eng.clock.set_ns(int(rx.events[k - 1]["transact_time"]))
-        calls.clear()
-        loop.on_datagram(k)
+    counts = {"ticks_sent": 0, "reports_in_call": 0}
+
+    def check_one_datagram() -> None:
         if not calls:
-            continue  # no completed event: nothing decided
+            return  # no completed event: nothing decided
         assert calls[0] == ("tick", 0), calls  # the market-data decide, without reports
         rest = calls[1:]
         if rest and rest[0][0] == "send":
-            ticks_sent += 1
+            counts["ticks_sent"] += 1
             rest = rest[1:]
         assert rest and rest[0][0] == "poll", calls  # then, after the send, the gateway
         if rest[0][1] > 0:
-            reports_in_call += 1
+            counts["reports_in_call"] += 1
             assert rest[1] == ("tick", rest[0][1]), calls  # decided on at once
+        calls.clear()
+
+    gw.send, gw.poll = rec_send, rec_poll
+    loop.core = RecordingCore()  # type: ignore[assignment]
+    _feed(loop, eng, 600, after_each=check_one_datagram)
     gw.send, gw.poll = send, poll
     loop.core = core
-    assert ticks_sent > 10
-    assert reports_in_call > 0, "reports due during a tick are read in the same call"
+    assert counts["ticks_sent"] > 10
+    assert counts["reports_in_call"] > 0, "reports due during a tick are read in the same call"
 
 
 def test_ticks_quote_and_kill_switch_cancels_everything() -> None:
@@ -213,17 +220,8 @@ def test_replay_loop_runs_to_the_end_of_the_data(n_events: int) -> None:
 @pytest.mark.parametrize("over_tcp,enabled", [(True, True), (True, False), (False, True)])
 def test_keep_warm_sends_through_the_warmer_only_for_a_gateway_over_tcp(
         over_tcp: bool, enabled: bool) -> None:
-    cfg = demo_config()
-    eng = build(cfg, mode="replay", data=["synthetic:200"], clock=ReplayClock())
-    if over_tcp:
-        eng.gateway.sends_over_tcp = True  # as Ilink3Gateway says; the sim gateway does not
-    spec = daemon_spec(eng.symbols, journal_capacity=1 << 12)
-    block = {key: np.zeros(shape, dtype=dt) for key, dt, shape in spec.layout()}
-    parts = LoopParts(clock=eng.clock, source=eng.source, market=eng.market, core=eng.core,
-                      gateway=eng.gateway, traded_rows=eng.traded_rows, runner=eng.runner,
-                      sim=eng.sim, replay=True)
-    loop = HotLoop(parts, Shared(block, spec), keep_warm_us=100, keep_warm_send=enabled)
-    loop.warm_up()  # STARTING: the warmer is made here, and warmed once
+    # warm_up (STARTING) makes the warmer and warms once
+    loop, _ = _loop(200, keep_warm_us=100, keep_warm_send=enabled, over_tcp=over_tcp)
     w = loop.send_warmer
     if not (over_tcp and enabled):
         assert w is None
@@ -234,8 +232,6 @@ def test_keep_warm_sends_through_the_warmer_only_for_a_gateway_over_tcp(
     for _ in range(3):
         loop.keep_warm()
     assert w.runs == 4 and w.errors == 0 and loop.warm_runs == 3
-    eng.core.finish_startup()
-    eng.gateway.connect()
     loop.journal_reports = []
     loop.run()  # the replay ends: STOPPING closes the warmer with the rest
     assert loop.lifecycle == Lifecycle.STOPPED and w.closed
